@@ -1,0 +1,304 @@
+"""Command line: ``dskd {train,evaluate,predict,demo}`` (``python -m dskd`` is the same)."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad arguments in one line (and exit code 2), without the usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+class UsageError(Exception):
+    """A bad argument found after parsing; reported in one line with exit code 2."""
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+def _nan_to_none(o: Any) -> Any:
+    # JSON has no NaN; an undefined metric (e.g. no anomalous pixel) is written as null
+    if isinstance(o, float) and math.isnan(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _nan_to_none(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_nan_to_none(v) for v in o]
+    return o
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_nan_to_none(payload), indent=2, default=_json_default) + "\n")
+    return path
+
+
+def _add_config_arguments(p: argparse.ArgumentParser) -> None:
+    from .config import DATASETS
+    from .losses import LOSS_FORMS, NORMALIZATIONS
+    from .models import STRUCTURES
+
+    p.add_argument("--preset", choices=("quick", "paper"), default="quick",
+                   help="starting point: 'quick' (synthetic, minutes on a CPU) or 'paper' (Sec. 4.1.2 settings)")
+    p.add_argument("--dataset", choices=DATASETS, help="data set (default: the preset's)")
+    p.add_argument("--category", help="category within the data set")
+    p.add_argument("--data-root", help="data folder (default: $DSKD_DATA/<data set>)")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--lam", type=float, help="lambda of Eq. (6)")
+    p.add_argument("--normalization", choices=NORMALIZATIONS)
+    p.add_argument("--loss-form", choices=LOSS_FORMS)
+    p.add_argument("--structure", choices=STRUCTURES)
+    p.add_argument("--no-dfe", action="store_true", help="replace the deep feature embedding (Table 8)")
+    p.add_argument("--teacher", help="'imagenet' (default, needs internet once), 'random', or a state-dict path; "
+                                     "default $DSKD_TEACHER or imagenet")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--num-workers", type=int)
+
+
+def config_from_args(args: argparse.Namespace):
+    from .config import TrainConfig
+
+    overrides = {
+        key: getattr(args, key)
+        for key in ("dataset", "category", "data_root", "image_size", "epochs", "batch_size", "lr", "lam",
+                    "normalization", "loss_form", "structure", "teacher", "seed", "device", "num_workers")
+        if getattr(args, key, None) is not None
+    }
+    if args.no_dfe:
+        overrides["use_dfe"] = False
+    if args.preset == "paper":
+        dataset = overrides.pop("dataset", None)
+        if dataset is None:
+            raise UsageError("--preset paper needs --dataset")
+        return TrainConfig.paper(dataset, overrides.pop("category", None), **overrides)
+    if "dataset" in overrides and overrides["dataset"] != "synthetic":
+        overrides.setdefault("category", None)
+        overrides.setdefault("n_train", None)
+        overrides.setdefault("n_test", None)
+    return TrainConfig.quick(**overrides)
+
+
+def _report_payload(report, cfg, checkpoint: Optional[Path], extra: dict[str, Any]) -> dict[str, Any]:
+    from .provenance import provenance
+    from .training import data_description
+
+    return {
+        "metrics": report.to_dict(),
+        "config": cfg.to_dict(),
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "provenance": provenance(cfg.device if cfg.device != "auto" else "cpu", teacher=report.teacher,
+                                 data=data_description(cfg), split="test", **extra),
+    }
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import train
+
+    cfg = config_from_args(args)
+    out = Path(args.out)
+    result = train(cfg, out_dir=out, resume=args.resume, checkpoint_every=args.checkpoint_every)
+    print(f"trained {cfg.structure} for {cfg.epochs} epochs in {result.seconds:.1f} s "
+          f"[teacher: {result.model.teacher_description}]; final loss {result.history[-1]:.4f}")
+    print(f"checkpoint: {result.checkpoint}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .config import resolve_device
+    from .evaluation import evaluate
+    from .training import dataset_for
+
+    model, cfg, payload = load_checkpoint(args.checkpoint)
+    if args.data_root:
+        cfg = cfg.replace(data_root=args.data_root)
+    device = resolve_device(args.device or "auto")
+    model.to(device)
+    report = evaluate(model, dataset_for(cfg, "test"), sigma=cfg.sigma, layers=cfg.layers, lam=cfg.lam,
+                      normalization=cfg.normalization, batch_size=cfg.batch_size, progress=True)
+    print(report.summary())
+    for t, m in report.per_defect_type.items():
+        print(f"  {t:>12}: image AUROC {m['image_auroc']:.3f}  pixel AUROC {m['pixel_auroc']:.3f}  PRO {m['pro']:.3f}")
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_name("evaluation.json")
+    write_json(out, _report_payload(report, cfg, Path(args.checkpoint), {"train": payload["provenance"]}))
+    print(f"report: {out}")
+    return 0
+
+
+def _image_files(inputs: Sequence[str]) -> list[Path]:
+    exts = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in exts)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UsageError(f"input {item!r} is neither an image file nor a folder")
+    if not files:
+        raise UsageError(f"no images ({', '.join(sorted(exts))}) found in {list(inputs)}")
+    return files
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import torch
+    from matplotlib import pyplot as plt
+
+    from .checkpoint import load_checkpoint
+    from .data.transforms import load_image, normalize
+    from .evaluation import predict
+    from .inference import calibrated_threshold
+    from .plotting import plot_anomaly_grid
+
+    files = _image_files(args.images)
+    model, cfg, _ = load_checkpoint(args.checkpoint)
+    images = torch.stack([normalize(load_image(f, cfg.image_size)) for f in files])
+    pred = predict(model, images, sigma=cfg.sigma, layers=cfg.layers, lam=cfg.lam,
+                   normalization=cfg.normalization, batch_size=cfg.batch_size)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    vmax = float(pred.maps.max())
+    records = []
+    for i, f in enumerate(files):
+        fig = plot_anomaly_grid(images[i:i + 1], pred.maps[i:i + 1], titles=[f"{f.name}\nscore {pred.scores[i]:.3f}"],
+                                teacher=model.teacher_description, data=f"{cfg.dataset} model, {f.name}",
+                                title="Anomaly map", vmax=vmax)
+        png = out / f"{f.stem}_heatmap.png"
+        fig.savefig(png)
+        plt.close(fig)
+        records.append({"image": str(f), "score": float(pred.scores[i]), "heatmap": str(png)})
+    payload = {"checkpoint": str(args.checkpoint), "teacher": model.teacher_description,
+               "threshold": None, "images": records}
+    if args.threshold is not None:
+        payload["threshold"] = {"value": args.threshold, "rule": "given on the command line"}
+        for r in records:
+            r["anomalous"] = r["score"] >= args.threshold
+    write_json(out / "scores.json", payload)
+    print(f"scored {len(files)} images [teacher: {model.teacher_description}] -> {out / 'scores.json'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from matplotlib import pyplot as plt
+
+    from .config import TrainConfig
+    from .evaluation import evaluate
+    from .plotting import plot_anomaly_grid, plot_loss_curve
+    from .training import data_description, dataset_for, train
+
+    started = time.perf_counter()
+    overrides: dict[str, Any] = {}
+    if args.teacher:
+        overrides["teacher"] = args.teacher
+    if args.epochs:
+        overrides["epochs"] = args.epochs
+    cfg = TrainConfig.quick(**overrides)
+    out = Path(args.out)
+    print(f"dskd demo: {data_description(cfg)}, {cfg.epochs} epochs, teacher '{cfg.teacher}'")
+    result = train(cfg, out_dir=out)
+    test_set = dataset_for(cfg, "test")
+    report = evaluate(result.model, test_set, sigma=cfg.sigma, lam=cfg.lam)
+    teacher, data = report.teacher, data_description(cfg)
+    pred = report.prediction
+    picks = [next(i for i, t in enumerate(pred.defect_types) if t == d) for d in ["good", *sorted(report.per_defect_type)]]
+    batch = [test_set[i] for i in picks]
+    import torch
+
+    fig = plot_anomaly_grid(torch.stack([b["image"] for b in batch]), pred.maps[picks],
+                            torch.stack([b["mask"] for b in batch]), titles=[pred.defect_types[i] for i in picks],
+                            teacher=teacher, data=data + ", test split")
+    fig.savefig(out / "demo_maps.png")
+    plt.close(fig)
+    fig = plot_loss_curve(result.history, teacher=teacher, data=data)
+    fig.savefig(out / "demo_loss.png")
+    plt.close(fig)
+    write_json(out / "demo_report.json", _report_payload(report, cfg, result.checkpoint, {}))
+    lines = [
+        "# dskd demo report", "",
+        f"- data: {data} (embedded synthetic data set, generated from seed {cfg.seed})",
+        f"- teacher: {teacher}",
+        f"- training: {cfg.epochs} epochs, {result.seconds:.1f} s; final loss {result.history[-1]:.4f}",
+        f"- image AUROC {report.image_auroc:.3f}, pixel AUROC {report.pixel_auroc:.3f}, PRO {report.pro:.3f}",
+        "", "| defect type | image AUROC | pixel AUROC | PRO |", "| --- | --- | --- | --- |",
+        *[f"| {t} | {m['image_auroc']:.3f} | {m['pixel_auroc']:.3f} | {m['pro']:.3f} |"
+          for t, m in report.per_defect_type.items()],
+        "", "Figures: demo_maps.png (image / anomaly map / ground truth), demo_loss.png.",
+        f"Total time {time.perf_counter() - started:.1f} s.",
+    ]
+    (out / "demo_report.md").write_text("\n".join(lines) + "\n")
+    print(report.summary())
+    print(f"report: {out / 'demo_report.md'}; figures: {out / 'demo_maps.png'}, {out / 'demo_loss.png'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="dskd", description="Dual-Student Knowledge Distillation for anomaly detection.")
+    parser.add_argument("--version", action="version", version=f"dskd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("train", help="train a model (Algorithm 1) and save a checkpoint",
+                       description="Train DSKD (Algorithm 1). Starts from --preset and applies the other flags.")
+    _add_config_arguments(p)
+    p.add_argument("--out", default="runs/train", help="output folder for checkpoint.pt (default runs/train)")
+    p.add_argument("--resume", help="checkpoint to continue from")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="also save every N epochs")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="image AUROC, pixel AUROC and PRO of a checkpoint on its test split")
+    p.add_argument("checkpoint", help="a checkpoint.pt written by 'dskd train'")
+    p.add_argument("--data-root", help="override the data folder recorded in the checkpoint")
+    p.add_argument("--device", help="auto, cpu, cuda or mps")
+    p.add_argument("--out", help="report JSON (default: evaluation.json beside the checkpoint)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="anomaly maps (PNG) and scores (JSON) for image files or folders")
+    p.add_argument("checkpoint")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--out", default="runs/predict", help="output folder (default runs/predict)")
+    p.add_argument("--threshold", type=float, help="flag images whose score is >= this value")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="synthetic data end to end in a few minutes: train, evaluate, report, figure")
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--teacher", help="teacher weights (default $DSKD_TEACHER or imagenet)")
+    p.add_argument("--epochs", type=int, help="override the quick preset's epochs")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .data import DatasetError
+    from .models import TeacherWeightsError
+
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, ValueError, FileNotFoundError, TeacherWeightsError, DatasetError) as err:
+        print(f"dskd {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""One frozen configuration per experiment (Sec. 4.1.2), stored in every checkpoint and record."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+from .data import DATASETS, DEFAULT_IMAGE_SIZE
+from .losses import LOSS_FORMS, NORMALIZATIONS
+from .models.dskd import STRUCTURES
+from .models.teacher import TEACHER_NAMES, default_teacher_name
+
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a DSKD run. Defaults are the paper's (Sec. 4.1.2).
+
+    ``TrainConfig.quick()`` runs in minutes on a laptop CPU on the embedded synthetic data;
+    ``TrainConfig.paper("mvtec", "bottle")`` is the full setting.
+    """
+
+    dataset: str = "synthetic"
+    category: Optional[str] = "stripes"
+    data_root: Optional[str] = None  # None: $DSKD_DATA/<dataset folder>
+    image_size: int = 256
+    epochs: int = 200
+    batch_size: int = 16
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.5, 0.999)
+    lam: float = 0.1
+    normalization: str = "unit"
+    loss_form: str = "pixel"
+    structure: str = "DS"
+    use_dfe: bool = True
+    teacher: str = field(default_factory=default_teacher_name)
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    sigma: float = 4.0
+    layers: tuple[int, ...] = (1, 2, 3)
+    n_train: Optional[int] = None  # synthetic data only: images in the train split
+    n_test: Optional[int] = None  # synthetic data only: images in the test split
+
+    def __post_init__(self) -> None:
+        def bad(name: str, value: Any, expected: str) -> ValueError:
+            return ValueError(f"TrainConfig.{name}={value!r} is invalid: expected {expected}")
+
+        if self.dataset not in DATASETS:
+            raise bad("dataset", self.dataset, f"one of {DATASETS}")
+        if self.structure not in STRUCTURES:
+            raise bad("structure", self.structure, f"one of {STRUCTURES}")
+        if self.normalization not in NORMALIZATIONS:
+            raise bad("normalization", self.normalization, f"one of {NORMALIZATIONS}")
+        if self.loss_form not in LOSS_FORMS:
+            raise bad("loss_form", self.loss_form, f"one of {LOSS_FORMS}")
+        if self.image_size < 32 or self.image_size % 32:
+            raise bad("image_size", self.image_size, "a multiple of 32, at least 32 (the embedding is at H/32)")
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise bad(name, getattr(self, name), "an integer >= 1")
+        if not self.lr > 0:
+            raise bad("lr", self.lr, "a positive number")
+        if self.lam < 0:
+            raise bad("lam", self.lam, "a number >= 0")
+        if self.sigma < 0:
+            raise bad("sigma", self.sigma, "a number >= 0")
+        if not set(self.layers) <= {1, 2, 3} or not self.layers:
+            raise bad("layers", self.layers, "a non-empty subset of (1, 2, 3)")
+        if self.teacher not in TEACHER_NAMES and not (os.sep in self.teacher or self.teacher.endswith((".pt", ".pth"))):
+            raise bad("teacher", self.teacher, f"one of {TEACHER_NAMES} or a path to a state dict")
+        if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
+            raise bad("device", self.device, "'auto', 'cpu', 'cuda[:N]' or 'mps'")
+        if self.dataset != "synthetic" and (self.n_train is not None or self.n_test is not None):
+            raise bad("n_train/n_test", (self.n_train, self.n_test), "None: only the synthetic data set has sizes to set")
+        # JSON round trips turn tuples into lists; keep the frozen types hashable.
+        object.__setattr__(self, "betas", tuple(self.betas))
+        object.__setattr__(self, "layers", tuple(self.layers))
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> "TrainConfig":
+        """Minutes on a laptop CPU: synthetic data at 64 x 64, a few epochs."""
+        base = dict(dataset="synthetic", category="disc", image_size=64, epochs=8, batch_size=16,
+                    n_train=96, n_test=48)
+        base.update(overrides)
+        return cls(**base)
+
+    @classmethod
+    def paper(cls, dataset: str, category: Optional[str] = None, **overrides: Any) -> "TrainConfig":
+        """The paper's setting for a data set (Sec. 4.1.2): 200 epochs, Adam 1e-3, (0.5, 0.999), lam 0.1."""
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}: expected one of {DATASETS}")
+        base = dict(dataset=dataset, category=category, image_size=max(DEFAULT_IMAGE_SIZE[dataset], 128), epochs=200)
+        base.update(overrides)
+        return cls(**base)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"], d["layers"] = list(self.betas), list(self.layers)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}")
+        return cls(**d)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' picks cuda, then mps, then cpu."""
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")

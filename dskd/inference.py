@@ -1,0 +1,121 @@
+"""Anomaly inference (Eq. 8 to 10, Algorithm 2): maps, Gaussian filter, scores and thresholds."""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .losses import distillation_map
+
+#: the paper's M_1, M_2, M_3 = conv2_x, conv3_x, conv4_x
+ALL_LAYERS = (1, 2, 3)
+
+
+def gaussian_kernel1d(sigma: float, truncate: float = 4.0, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The 1-D kernel ``scipy.ndimage.gaussian_filter`` uses: radius int(truncate * sigma + 0.5)."""
+    radius = int(truncate * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return (k / k.sum()).to(dtype)
+
+
+def _symmetric_index(n: int, radius: int, device: torch.device) -> Tensor:
+    # scipy's default mode "reflect" (d c b a | a b c d | d c b a), valid for any radius.
+    idx = torch.arange(-radius, n + radius, device=device) % (2 * n)
+    return torch.where(idx >= n, 2 * n - 1 - idx, idx)
+
+
+def gaussian_blur(maps: Tensor, sigma: float = 4.0, truncate: float = 4.0) -> Tensor:
+    """Eq. (9): separable Gaussian filter on a batch of maps (B, H, W), equal to
+    ``scipy.ndimage.gaussian_filter(m, sigma, mode="reflect", truncate=4)`` on each map.
+
+    ``sigma=0`` returns the maps unchanged.
+    """
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma}")
+    if sigma == 0:
+        return maps
+    if maps.dim() != 3:
+        raise ValueError(f"expected maps of shape (B, H, W), got {tuple(maps.shape)}")
+    k = gaussian_kernel1d(sigma, truncate, maps.dtype).to(maps.device)
+    r = (k.numel() - 1) // 2
+    b, h, w = maps.shape
+    x = maps.index_select(2, _symmetric_index(w, r, maps.device))
+    x = F.conv1d(x.reshape(b * h, 1, -1), k.view(1, 1, -1)).reshape(b, h, w)
+    x = x.transpose(1, 2).index_select(2, _symmetric_index(h, r, maps.device))
+    x = F.conv1d(x.reshape(b * w, 1, -1), k.view(1, 1, -1)).reshape(b, w, h)
+    return x.transpose(1, 2).contiguous()
+
+
+def _check_layers(layers: Sequence[int]) -> tuple[int, ...]:
+    layers = tuple(layers)
+    if not layers or any(k not in ALL_LAYERS for k in layers) or len(set(layers)) != len(layers):
+        raise ValueError(f"layers must be a non-empty subset of {ALL_LAYERS} (the paper's M_k), got {layers}")
+    return layers
+
+
+def anomaly_map(
+    reference: Sequence[Tensor],
+    student: Sequence[Tensor],
+    image_size: tuple[int, int] | int,
+    layers: Sequence[int] = ALL_LAYERS,
+    sigma: float = 4.0,
+    lam: float = 0.1,
+    normalization: str = "unit",
+) -> Tensor:
+    """Eq. (8) and (9): sum of the per-layer maps (Eq. 6) upsampled bilinearly to the input size,
+    then the Gaussian filter. Returns (B, H, W). ``layers`` picks M_k (Table 9)."""
+    layers = _check_layers(layers)
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    total = None
+    for k in layers:
+        m = distillation_map(reference[k - 1], student[k - 1], lam, normalization).unsqueeze(1)
+        m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)[:, 0]
+        total = m if total is None else total + m
+    return gaussian_blur(total, sigma)
+
+
+def anomaly_score(maps: Tensor) -> Tensor:
+    """Eq. (10): the image score is the maximum of its map. (B, H, W) -> (B,)."""
+    return maps.flatten(1).amax(dim=1)
+
+
+class Thresholds(NamedTuple):
+    """A decision rule ``score >= threshold`` (Eq. 1) and how it was chosen."""
+
+    threshold: float
+    rule: str
+
+
+def minmax_normalize(values: Tensor | np.ndarray, low: float, high: float) -> Tensor | np.ndarray:
+    """Rescale to [0, 1] with the given min and max (the paper's normalisation before 0.5)."""
+    if not high > low:
+        raise ValueError(f"need high > low for min-max normalisation, got low={low}, high={high}")
+    return (values - low) / (high - low)
+
+
+def paper_threshold(scores: Tensor | np.ndarray) -> Thresholds:
+    """The paper's rule (Sec. 1, Algorithm 2): min-max normalise the scores of the evaluated set and
+    call an image anomalous at >= 0.5. Returned in raw score units: min + 0.5 (max - min).
+
+    It needs the whole test set's scores, including anomalies, so it is not usable on a live line.
+    """
+    s = torch.as_tensor(scores, dtype=torch.float64)
+    low, high = float(s.min()), float(s.max())
+    return Thresholds(low + 0.5 * (high - low), "paper: min-max normalised test scores >= 0.5")
+
+
+def calibrated_threshold(normal_scores: Tensor | np.ndarray, max_false_alarm_rate: float = 0.01) -> Thresholds:
+    """A threshold from held-out *normal* images only: the (1 - rate) quantile of their scores,
+    so about ``max_false_alarm_rate`` of normal images are flagged. Needs no anomalous example."""
+    s = torch.as_tensor(normal_scores, dtype=torch.float64).flatten()
+    if s.numel() == 0:
+        raise ValueError("calibrated_threshold needs at least one held-out normal score")
+    if not 0.0 <= max_false_alarm_rate < 1.0:
+        raise ValueError(f"max_false_alarm_rate must be in [0, 1), got {max_false_alarm_rate}")
+    q = float(torch.quantile(s, 1.0 - max_false_alarm_rate))
+    return Thresholds(q, f"calibrated: {100 * (1 - max_false_alarm_rate):g}% quantile of {s.numel()} normal scores")
+

@@ -1,0 +1,104 @@
+"""The DSKD model and the three other structures of the architecture ablation (Sec. 4.3.1)."""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+from torch import Tensor, nn
+
+from .decoder import StudentDecoder
+from .embedding import DeepFeatureEmbedding, LastLayerEmbedding
+from .encoder import StudentEncoder
+from .pyramid import Pyramid
+from .teacher import TeacherPyramid, TeacherWeights
+
+STRUCTURES = ("DS", "T-E", "T-D", "E-D")
+
+#: which pyramids each structure distils (reference, student): one loss term per pair (Eq. 7)
+LOSS_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
+    "DS": (("teacher", "encoder"), ("teacher", "decoder")),  # l_e + l_d
+    "T-E": (("teacher", "encoder"),),
+    "T-D": (("teacher", "decoder"),),
+    "E-D": (("encoder", "decoder"),),
+}
+
+#: which pair is compared at inference (Algorithm 2 uses T vs S_d for DS)
+INFERENCE_PAIR: dict[str, tuple[str, str]] = {
+    "DS": ("teacher", "decoder"),
+    "T-E": ("teacher", "encoder"),
+    "T-D": ("teacher", "decoder"),
+    "E-D": ("encoder", "decoder"),
+}
+
+
+class DSKDOutput(NamedTuple):
+    """Pyramids of every network a structure has; absent networks are ``None``.
+
+    The same type is returned in train and eval mode.
+    """
+
+    teacher: Optional[Pyramid]
+    encoder: Optional[Pyramid]
+    decoder: Optional[Pyramid]
+
+
+class DSKD(nn.Module):
+    """Dual-student knowledge distillation (Fig. 3) and its ablation structures (Fig. 8).
+
+    Figure 8 is not in the text, so this is the interpretation implemented:
+
+    * ``"DS"``: T, S_e, DFE, S_d. S_e learns from T (l_e), S_d decodes S_e's embedding and learns from T
+      (l_d); loss l_e + l_d (Eq. 7); inference compares T with S_d (Algorithm 2).
+    * ``"T-E"``: T and S_e only (STPM-like); loss l_e; inference T vs S_e.
+    * ``"T-D"``: T -> DFE -> S_d (reverse-distillation-like): the embedding is built from the frozen
+      teacher's features; loss l_d; inference T vs S_d.
+    * ``"E-D"``: S_e -> DFE -> S_d with no teacher: S_d learns to reproduce S_e's pyramid from its
+      embedding, both trained; loss between S_e and S_d; inference S_e vs S_d.
+
+    ``use_dfe=False`` replaces the DFE with :class:`LastLayerEmbedding` (Table 8).
+    """
+
+    def __init__(
+        self,
+        structure: str = "DS",
+        use_dfe: bool = True,
+        teacher_weights: TeacherWeights = "imagenet",
+    ) -> None:
+        super().__init__()
+        if structure not in STRUCTURES:
+            raise ValueError(f"unknown structure {structure!r}: expected one of {STRUCTURES}")
+        self.structure = structure
+        self.use_dfe = use_dfe
+        uses = {name for pair in LOSS_PAIRS[structure] for name in pair}
+        self.teacher = TeacherPyramid(teacher_weights) if "teacher" in uses else None
+        self.encoder = StudentEncoder() if "encoder" in uses else None
+        if "decoder" in uses:
+            self.embedding: Optional[nn.Module] = DeepFeatureEmbedding() if use_dfe else LastLayerEmbedding()
+            self.decoder: Optional[StudentDecoder] = StudentDecoder()
+        else:
+            self.embedding, self.decoder = None, None
+
+    @property
+    def teacher_description(self) -> str:
+        return self.teacher.weights_description if self.teacher is not None else "none (E-D has no teacher)"
+
+    def forward(self, x: Tensor) -> DSKDOutput:
+        t = self.teacher(x) if self.teacher is not None else None
+        e = self.encoder(x) if self.encoder is not None else None
+        d = None
+        if self.decoder is not None:
+            source = t if self.structure == "T-D" else e
+            d = self.decoder(self.embedding(source))
+        return DSKDOutput(t, e, d)
+
+    def loss_pairs(self, out: DSKDOutput) -> list[tuple[Pyramid, Pyramid]]:
+        """The (reference, student) pyramids whose distances form the training loss."""
+        return [(getattr(out, a), getattr(out, b)) for a, b in LOSS_PAIRS[self.structure]]
+
+    def inference_pair(self, out: DSKDOutput) -> tuple[Pyramid, Pyramid]:
+        """The (reference, student) pyramids compared for the anomaly map."""
+        a, b = INFERENCE_PAIR[self.structure]
+        return getattr(out, a), getattr(out, b)
+
+    def student_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters (never the teacher's)."""
+        return [p for p in self.parameters() if p.requires_grad]

@@ -1,0 +1,50 @@
+"""Where a result came from: recorded in every checkpoint, report and results file."""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def git_commit() -> str:
+    """The repository's commit (with '+dirty' if it has uncommitted changes), or 'unknown'."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=_REPO,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_description(device: torch.device | str) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"{device.type}: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def provenance(device: torch.device | str = "cpu", **extra: Any) -> dict[str, Any]:
+    """Command, commit, versions, device and time, plus whatever the caller adds (teacher, data...)."""
+    record = {
+        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "git_commit": git_commit(),
+        "dskd_version": __version__,
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+        "device": device_description(device),
+        "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    record.update(extra)
+    return record

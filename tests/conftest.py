@@ -1,0 +1,151 @@
+"""Shared pytest fixtures."""
+from __future__ import annotations
+
+# ============================================================================
+# BEGIN data fixtures (dskd.data, used by tests/test_data.py). Names: data_*
+# ============================================================================
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def _data_write_png(path: Path, size=(16, 12), mode="RGB", value=None, seed=0) -> Path:
+    """A small PNG (size = (W, H)); random content unless ``value`` is given."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    shape = (h, w, 3) if mode == "RGB" else (h, w)
+    if value is None:
+        arr = np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+    else:
+        arr = np.full(shape, value, dtype=np.uint8)
+    Image.fromarray(arr).save(path)  # (H, W) -> "L", (H, W, 3) -> "RGB"
+    return path
+
+
+def _data_write_mask(path: Path, size=(16, 12), box=(2, 2, 8, 8)) -> Path:
+    """A 0/255 mask with a filled rectangle ``box`` = (x0, y0, x1, y1)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    arr = np.zeros((h, w), np.uint8)
+    x0, y0, x1, y1 = box
+    arr[y0:y1, x0:x1] = 255
+    Image.fromarray(arr).save(path)
+    return path
+
+
+@pytest.fixture
+def data_write_png():
+    """The PNG writer helper: ``data_write_png(path, size=(W, H), mode="RGB"|"L", value=None)``."""
+    return _data_write_png
+
+
+@pytest.fixture
+def data_write_mask():
+    """The mask writer helper: ``data_write_mask(path, size=(W, H), box=(x0, y0, x1, y1))``."""
+    return _data_write_mask
+
+
+def _data_make_mvtec_tree(root: Path, category: str = "bottle") -> Path:
+    """A tiny fake MVTec AD category: 3 train, 2 test/good, 2 broken_large, 1 contamination."""
+    base = root / category
+    for i in range(3):
+        _data_write_png(base / "train" / "good" / f"{i:03d}.png", seed=i)
+    for i in range(2):
+        _data_write_png(base / "test" / "good" / f"{i:03d}.png", seed=10 + i)
+    for i in range(2):
+        _data_write_png(base / "test" / "broken_large" / f"{i:03d}.png", seed=20 + i)
+        _data_write_mask(base / "ground_truth" / "broken_large" / f"{i:03d}_mask.png")
+    _data_write_png(base / "test" / "contamination" / "000.png", mode="L", seed=30)  # grey image
+    _data_write_mask(base / "ground_truth" / "contamination" / "000_mask.png", box=(0, 0, 16, 6))
+    return root
+
+
+@pytest.fixture
+def data_mvtec_root(tmp_path) -> Path:
+    """Root of a fake MVTec AD tree holding the category ``bottle``."""
+    return _data_make_mvtec_tree(tmp_path / "mvtec_ad")
+
+
+@pytest.fixture
+def data_mvtec3d_root(tmp_path) -> Path:
+    """Root of a fake MVTec 3D-AD tree holding ``bagel`` (RGB + gt only)."""
+    base = tmp_path / "mvtec_3d" / "bagel"
+    for i in range(3):
+        _data_write_png(base / "train" / "good" / "rgb" / f"{i:03d}.png", seed=i)
+        _data_write_png(base / "train" / "good" / "gt" / f"{i:03d}.png", mode="L", value=0)
+    _data_write_png(base / "validation" / "good" / "rgb" / "000.png", seed=5)
+    _data_write_png(base / "test" / "good" / "rgb" / "000.png", seed=6)
+    _data_write_png(base / "test" / "good" / "gt" / "000.png", mode="L", value=0)
+    for i in range(2):
+        _data_write_png(base / "test" / "crack" / "rgb" / f"{i:03d}.png", seed=7 + i)
+        _data_write_mask(base / "test" / "crack" / "gt" / f"{i:03d}.png")
+    _data_write_png(base / "test" / "hole" / "rgb" / "000.png", seed=9)
+    _data_write_mask(base / "test" / "hole" / "gt" / "000.png", box=(4, 4, 6, 6))
+    (base / "test" / "crack" / "xyz").mkdir()  # point clouds are ignored
+    return tmp_path / "mvtec_3d"
+
+
+@pytest.fixture
+def data_fake_mt_root(tmp_path) -> Path:
+    """A fake MT Defects tree: 5 MT_Free images (all-zero masks) and 1 image per defect folder."""
+    root = tmp_path / "magnetic-tile"
+    for i in range(5):
+        _data_write_png(root / "MT_Free" / "Imgs" / f"free_{i}.jpg", size=(20, 14), mode="L", seed=i)
+        _data_write_png(root / "MT_Free" / "Imgs" / f"free_{i}.png", size=(20, 14), mode="L", value=0)
+    for j, folder in enumerate(["MT_Blowhole", "MT_Break", "MT_Crack", "MT_Fray", "MT_Uneven"]):
+        _data_write_png(root / folder / "Imgs" / f"d{j}.jpg", size=(20, 14), mode="L", seed=50 + j)
+        _data_write_mask(root / folder / "Imgs" / f"d{j}.png", size=(20, 14))
+    return root
+
+
+@pytest.fixture
+def data_mt_root() -> Path:
+    """The real MT Defects folder, or skip."""
+    from dskd.data import find_magnetic_tile_root
+
+    root = find_magnetic_tile_root()
+    if root is None:
+        pytest.skip("MT Defects not found: set DSKD_DATA to a folder holding magnetic-tile/ (see README)")
+    return root
+
+
+def _data_make_tar_xz(archive: Path, files: dict[str, bytes]) -> tuple[Path, str, str]:
+    """Write ``files`` (archive name -> content) into a .tar.xz; return (path, sha256, md5)."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:xz") as tf:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tf.addfile(info, io.BytesIO(content))
+    raw = archive.read_bytes()
+    return archive, hashlib.sha256(raw).hexdigest(), hashlib.md5(raw).hexdigest()
+
+
+@pytest.fixture
+def data_make_mvtec_tree():
+    """The helper ``data_make_mvtec_tree(root, category="bottle") -> root``."""
+    return _data_make_mvtec_tree
+
+
+@pytest.fixture
+def data_make_tar_xz():
+    """The helper ``data_make_tar_xz(archive, {name: bytes}) -> (path, sha256, md5)``."""
+    return _data_make_tar_xz
+
+
+@pytest.fixture
+def data_tar_archive(tmp_path) -> tuple[Path, str, str]:
+    """A small ``pkg.tar.xz`` holding ``pkg/a.txt`` and ``pkg/sub/b.txt``: (path, sha256, md5)."""
+    return _data_make_tar_xz(
+        tmp_path / "src" / "pkg.tar.xz", {"pkg/a.txt": b"hello", "pkg/sub/b.txt": b"world" * 100}
+    )
+
+
+# ============================================================================
+# END data fixtures
+# ============================================================================
