@@ -1,6 +1,8 @@
 """Training, Algorithm 1: the students learn the teacher's pyramid on normal images only."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -12,7 +14,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .checkpoint import read_checkpoint, save_checkpoint
+from . import __version__
+from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .config import TrainConfig, resolve_device
 from .losses import dskd_loss
 from .models import DSKD, teacher_weights_from_name
@@ -139,3 +142,32 @@ def train(
     save(cfg.epochs)
     model.eval()
     return TrainResult(model, cfg, history, seconds, record, out_path)
+
+
+def cache_dir() -> Path:
+    """Where :func:`train_or_load` keeps checkpoints: ``$DSKD_CACHE`` or ``~/.cache/dskd``."""
+    return Path(os.environ.get("DSKD_CACHE", Path.home() / ".cache" / "dskd"))
+
+
+def run_key(cfg: TrainConfig) -> str:
+    """A short hash of a config (and the package version): one folder per distinct run."""
+    text = json.dumps({"config": cfg.to_dict(), "dskd": __version__}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def train_or_load(cfg: TrainConfig, *, progress: bool = True, callbacks: Sequence[Callback] = ()) -> TrainResult:
+    """Load the checkpoint of an identical earlier run from :func:`cache_dir`, or train and save one.
+
+    Chapters that need a trained model call this, so a reader (or the test suite) running the
+    chapters in order trains each quick model once.
+    """
+    folder = cache_dir() / run_key(cfg)
+    path = folder / "checkpoint.pt"
+    if path.is_file():
+        model, _, payload = load_checkpoint(path)
+        prov = payload["provenance"]
+        return TrainResult(model.to(resolve_device(cfg.device)), cfg, list(payload["history"]),
+                           float(prov.get("train_seconds", 0.0)), prov, path, {"cached": True})
+    result = train(cfg, out_dir=folder, progress=progress, callbacks=callbacks)
+    result.extra["cached"] = False
+    return result

@@ -149,3 +149,44 @@ def data_tar_archive(tmp_path) -> tuple[Path, str, str]:
 # ============================================================================
 # END data fixtures
 # ============================================================================
+
+
+# ============================================================================
+# Shared fixtures: offline teacher, a private run cache, executed notebooks.
+# ============================================================================
+import os
+import sys
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/notebook_runner.py
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline_teacher_and_private_cache(tmp_path_factory):
+    """Tests run offline: the teacher is explicitly random (unless DSKD_TEACHER says otherwise),
+    and trained models are cached in a fresh folder, never in the user's ~/.cache/dskd."""
+    saved = {k: os.environ.get(k) for k in ("DSKD_TEACHER", "DSKD_CACHE", "MPLBACKEND")}
+    os.environ.setdefault("DSKD_TEACHER", "random")
+    os.environ["DSKD_CACHE"] = str(tmp_path_factory.mktemp("dskd_cache"))
+    os.environ["MPLBACKEND"] = "Agg"
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def executed_notebook(tmp_path_factory):
+    """Execute a chapter once per session (the book test reuses the executed copies)."""
+    from notebook_runner import execute
+
+    out_dir = tmp_path_factory.mktemp("executed_notebooks")
+    done = {}
+
+    def run(path):
+        if path not in done:
+            done[path] = execute(path, out_dir)
+        return done[path]
+
+    return run
