@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
+
+from .provenance import write_json
 
 EXIT_USAGE = 2
 
@@ -21,29 +21,6 @@ class _Parser(argparse.ArgumentParser):
 
 class UsageError(Exception):
     """A bad argument found after parsing; reported in one line with exit code 2."""
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"cannot serialise {type(o).__name__}")
-
-
-def _nan_to_none(o: Any) -> Any:
-    # JSON has no NaN; an undefined metric (e.g. no anomalous pixel) is written as null
-    if isinstance(o, float) and math.isnan(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _nan_to_none(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_nan_to_none(v) for v in o]
-    return o
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_nan_to_none(payload), indent=2, default=_json_default) + "\n")
-    return path
 
 
 def _add_config_arguments(p: argparse.ArgumentParser) -> None:
@@ -165,7 +142,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint
     from .data.transforms import load_image, normalize
     from .evaluation import predict
-    from .inference import calibrated_threshold
     from .plotting import plot_anomaly_grid
 
     files = _image_files(args.images)
@@ -249,6 +225,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .ablation import run_study, summarize, write_study
+
+    cfg = config_from_args(args)
+    try:
+        seeds = [int(s) for s in _csv(args.seeds)]
+    except ValueError:
+        raise UsageError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    variants = _csv(args.variants) if args.variants else None
+    data = run_study(args.study, cfg, variants=variants, seeds=seeds, out_dir=args.out_dir)
+    png = write_study(data, args.study)
+    for row in summarize(data["records"], args.study):
+        print(f"{row['variant']:>14}: image AUROC {row['image_auroc']:.3f}±{row['image_auroc_std']:.3f}  "
+              f"pixel AUROC {row['pixel_auroc']:.3f}  PRO {row['pro']:.3f}  (n={row['n_seeds']}, "
+              f"teacher {', '.join(row['teacher'])})")
+    print(f"results: {data['path']}; figure: {png}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -278,6 +277,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/predict", help="output folder (default runs/predict)")
     p.add_argument("--threshold", type=float, help="flag images whose score is >= this value")
     p.set_defaults(func=cmd_predict)
+
+    from .ablation import STUDIES
+
+    p = sub.add_parser("ablate", help="run an ablation study (Sec. 4.3 and beyond) and record its results",
+                       description="Train/evaluate every variant of a study; results go to "
+                                   "<out-dir>/<dataset>/<study>.json (added to, never overwritten) and a figure.")
+    p.add_argument("--study", required=True, choices=tuple(STUDIES))
+    p.add_argument("--variants", help="comma-separated subset of the study's variants (default: all)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--out-dir", default="results/ablations")
+    _add_config_arguments(p)
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("demo", help="synthetic data end to end in a few minutes: train, evaluate, report, figure")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")

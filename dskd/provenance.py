@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
+import math
 import platform
 import shlex
 import subprocess
@@ -48,3 +50,26 @@ def provenance(device: torch.device | str = "cpu", **extra: Any) -> dict[str, An
     }
     record.update(extra)
     return record
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+def _nan_to_none(o: Any) -> Any:
+    # JSON has no NaN; an undefined metric (e.g. no anomalous pixel) is written as null
+    if isinstance(o, float) and math.isnan(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _nan_to_none(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_nan_to_none(v) for v in o]
+    return o
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_nan_to_none(payload), indent=2, default=_json_default) + "\n")
+    return path

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Union
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.models import ResNet18_Weights
 
 from .pyramid import Pyramid, ResNet18Pyramid

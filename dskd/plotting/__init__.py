@@ -5,10 +5,20 @@ produced it. Plotting never computes metrics; it draws what it is given.
 Each ipywidgets explorer in :mod:`dskd.widgets` renders with one of these functions, so the static
 figure in the book and the live widget show the same thing.
 """
+from .ablation import plot_study
 from .results import plot_anomaly_grid, plot_loss_curve
+from .architecture import plot_dskd_architecture, plot_embedding_flow, plot_parameter_budget, plot_value_counts
+from .loss import loss_contributions, plot_distillation_map, plot_loss_forms
+from .inference import confusion_counts, plot_inference_settings, plot_inference_steps, plot_threshold
+from .metrics import plot_pro_regions, plot_pro_threshold, plot_pro_variants, plot_roc_curves
 from .style import FEATURE_CMAP, MAP_CMAP, STYLE, clean_axes, dskd_style, provenance_title, to_numpy_image
 
 __all__ = [
+    "plot_study",
     "plot_anomaly_grid", "plot_loss_curve",
+    "plot_dskd_architecture", "plot_embedding_flow", "plot_parameter_budget", "plot_value_counts",
+    "loss_contributions", "plot_distillation_map", "plot_loss_forms",
+    "confusion_counts", "plot_inference_settings", "plot_inference_steps", "plot_threshold",
+    "plot_pro_regions", "plot_pro_threshold", "plot_pro_variants", "plot_roc_curves",
     "FEATURE_CMAP", "MAP_CMAP", "STYLE", "clean_axes", "dskd_style", "provenance_title", "to_numpy_image",
 ]

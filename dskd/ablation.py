@@ -1,0 +1,190 @@
+"""The ablation studies of Sec. 4.3 (Tables 7, 8, 9) and the ones a reader will ask for next.
+
+Each study is a list of variants; a variant changes the training config, the inference settings,
+or both. Variants with identical training configs share one trained model (:func:`train_or_load`),
+so ``layers`` and ``sigma`` never retrain, and the DS baseline is trained once for all studies.
+
+Results go to ``results/ablations/<dataset>/<study>.json``: one record per (variant, seed) with
+the metrics and their provenance. Running a subset of variants adds to the file and keeps the
+records of other variants, so long studies can be run in pieces.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .config import TrainConfig
+from .evaluation import evaluate
+from .provenance import provenance, write_json
+from .training import data_description, dataset_for, run_key, train_or_load
+
+RESULTS_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of a study: training-config changes and inference-setting changes."""
+
+    name: str
+    train: dict[str, Any] = field(default_factory=dict)
+    infer: dict[str, Any] = field(default_factory=dict)
+
+
+STUDIES: dict[str, tuple[Variant, ...]] = {
+    # Table 7 / Fig. 9
+    "architecture": tuple(Variant(s, {"structure": s}) for s in ("DS", "T-E", "T-D", "E-D")),
+    # Table 8
+    "dfe": (Variant("with DFE", {"use_dfe": True}), Variant("without DFE", {"use_dfe": False})),
+    # Table 9: one trained DS model, maps from single layers or all of them
+    "layers": (Variant("M1", infer={"layers": (1,)}), Variant("M2", infer={"layers": (2,)}),
+               Variant("M3", infer={"layers": (3,)}), Variant("M1-3", infer={"layers": (1, 2, 3)})),
+    # beyond the paper
+    "teacher": (Variant("imagenet", {"teacher": "imagenet"}), Variant("random", {"teacher": "random"})),
+    "lambda": tuple(Variant(f"lambda={lam:g}", {"lam": lam}, {"lam": lam}) for lam in (0.0, 0.1, 1.0, 10.0)),
+    "normalization": (Variant("unit", {"normalization": "unit"}, {"normalization": "unit"}),
+                      Variant("eq3", {"normalization": "eq3"}, {"normalization": "eq3"})),
+    "loss-form": (Variant("pixel", {"loss_form": "pixel"}), Variant("flat", {"loss_form": "flat"})),
+    "sigma": tuple(Variant(f"sigma={s:g}", infer={"sigma": s}) for s in (0.0, 2.0, 4.0, 8.0)),
+}
+
+#: the paper's MVTec AD means (image AUROC, pixel AUROC, PRO), in percent
+PAPER_RESULTS: dict[str, dict[str, tuple[float, float, float]]] = {
+    "architecture": {"DS": (98.5, 97.6, 93.5), "T-E": (95.3, 96.1, 89.4), "T-D": (97.8, 97.1, 93.1),
+                     "E-D": (93.2, 94.6, 87.7)},
+    "dfe": {"with DFE": (98.5, 97.6, 93.5), "without DFE": (75.6, 89.6, 76.5)},
+    "layers": {"M1": (96.0, 95.9, 88.0), "M2": (96.5, 96.4, 91.0), "M3": (92.7, 94.2, 88.7),
+               "M1-3": (98.5, 97.5, 93.5)},
+}
+PAPER_TABLE = {"architecture": "Table 7", "dfe": "Table 8", "layers": "Table 9"}
+METRICS = ("image_auroc", "pixel_auroc", "pro")
+
+
+def study_variants(study: str, names: Optional[Sequence[str]] = None) -> tuple[Variant, ...]:
+    """The variants of a study, or the named subset (in the study's order)."""
+    if study not in STUDIES:
+        raise ValueError(f"unknown study {study!r}: expected one of {tuple(STUDIES)}")
+    variants = STUDIES[study]
+    if names is None:
+        return variants
+    known = {v.name for v in variants}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"study {study!r} has no variant {unknown}: its variants are {sorted(known)}")
+    return tuple(v for v in variants if v.name in names)
+
+
+def results_path(out_dir: Path | str, cfg: TrainConfig, study: str) -> Path:
+    dataset = cfg.dataset if cfg.dataset != "synthetic" else f"synthetic-{cfg.category}"
+    return Path(out_dir) / dataset / f"{study}.json"
+
+
+def load_results(path: Path | str) -> dict[str, Any]:
+    """A study's results file, or an empty one."""
+    path = Path(path)
+    if not path.is_file():
+        return {"schema": RESULTS_SCHEMA, "records": []}
+    data = json.loads(path.read_text())
+    if data.get("schema") != RESULTS_SCHEMA or not isinstance(data.get("records"), list):
+        raise ValueError(f"{path} is not a dskd ablation results file (schema {RESULTS_SCHEMA})")
+    return data
+
+
+def merge_records(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep every earlier record except those a new one replaces (same variant, seed and run)."""
+    def key(r: dict[str, Any]) -> tuple:
+        return r["variant"], r["seed"], r["run_key"]
+
+    replaced = {key(r) for r in new}
+    return [r for r in old if key(r) not in replaced] + list(new)
+
+
+def run_study(
+    study: str,
+    base: TrainConfig,
+    *,
+    variants: Optional[Sequence[str]] = None,
+    seeds: Sequence[int] = (0,),
+    out_dir: Path | str = "results/ablations",
+    progress: bool = True,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Train (or load) and evaluate every (variant, seed); write and return the results file."""
+    chosen = study_variants(study, variants)
+    new_records = []
+    for seed in seeds:
+        for variant in chosen:
+            cfg = base.replace(seed=seed, **variant.train)
+            started = time.perf_counter()
+            result = train_or_load(cfg, progress=progress)
+            infer = {k: getattr(cfg, k) for k in ("sigma", "layers", "lam", "normalization")}
+            infer.update(variant.infer)
+            report = evaluate(result.model, dataset_for(cfg, "test"), batch_size=cfg.batch_size, **infer)
+            new_records.append({
+                "study": study, "variant": variant.name, "seed": seed, "run_key": run_key(cfg),
+                "image_auroc": report.image_auroc, "pixel_auroc": report.pixel_auroc, "pro": report.pro,
+                "per_defect_type": report.per_defect_type,
+                "train_seconds": result.seconds, "trained_now": not result.extra.get("cached", False),
+                "seconds_per_image": report.seconds_per_image,
+                "inference": {k: list(v) if isinstance(v, tuple) else v for k, v in infer.items()},
+                "config": cfg.to_dict(),
+                "provenance": provenance(
+                    next(result.model.parameters()).device,
+                    teacher=report.teacher, data=data_description(cfg), split="test",
+                    n_test=report.n_images, epochs=cfg.epochs, image_size=cfg.image_size, seed=seed,
+                    training=result.provenance, wall_seconds=round(time.perf_counter() - started, 2)),
+            })
+    path = results_path(out_dir, base, study)
+    data = load_results(path)
+    data.update(schema=RESULTS_SCHEMA, study=study, dataset=data_description(base),
+                records=merge_records(data["records"], new_records))
+    if write:
+        write_json(path, data)
+        data["path"] = str(path)
+    return data
+
+
+def summarize(records: Sequence[dict[str, Any]], study: str) -> list[dict[str, Any]]:
+    """Mean and standard deviation over seeds, per variant, in the study's order."""
+    order = [v.name for v in STUDIES.get(study, ())]
+    names = sorted({r["variant"] for r in records}, key=lambda n: (order.index(n) if n in order else len(order), n))
+    rows = []
+    for name in names:
+        rs = [r for r in records if r["variant"] == name]
+        row: dict[str, Any] = {"variant": name, "n_seeds": len(rs),
+                               "teacher": sorted({r["provenance"]["teacher"] for r in rs}),
+                               "epochs": sorted({r["config"]["epochs"] for r in rs})}
+        for m in METRICS:
+            values = np.array([r[m] for r in rs if r[m] is not None and not math.isnan(r[m])], dtype=float)
+            row[m] = float(values.mean()) if len(values) else float("nan")
+            row[m + "_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        rows.append(row)
+    return rows
+
+
+def study_figure(data: dict[str, Any], study: str):
+    """The study's figure from its results file (teacher, data and epochs in the title)."""
+    from .plotting import plot_study
+
+    rows = summarize(data["records"], study)
+    teachers = sorted({t for r in rows for t in r["teacher"]})
+    epochs = sorted({e for r in rows for e in r["epochs"]})
+    return plot_study(rows, study=study, teacher=", ".join(teachers),
+                      data=f"{data.get('dataset', '?')}, {'/'.join(map(str, epochs))} epochs",
+                      paper=PAPER_RESULTS.get(study))
+
+
+def write_study(data: dict[str, Any], study: str) -> Path:
+    """Save ``<study>.png`` beside the results file; returns its path."""
+    from matplotlib import pyplot as plt
+
+    png = Path(data["path"]).with_suffix(".png")
+    fig = study_figure(data, study)
+    fig.savefig(png)
+    plt.close(fig)
+    return png
