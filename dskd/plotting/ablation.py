@@ -1,6 +1,7 @@
 """Figures of the ablation studies: our metrics per variant beside the paper's."""
 from __future__ import annotations
 
+import textwrap
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -31,7 +32,7 @@ def plot_study(
     n = len(rows)
     width = 0.8 / max(n, 1)
     with dskd_style():
-        fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + 1.1 * n * 1.3), 3.8), layout="constrained")
+        fig, ax = plt.subplots(figsize=(8.0, 4.0), layout="constrained")
         x = np.arange(len(metrics))
         for i, row in enumerate(rows):
             means = [row[m] for m in metrics]
@@ -48,6 +49,7 @@ def plot_study(
         ax.set_xticks(x, [_LABELS[m] for m in metrics])
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("score (1 = perfect)")
-        ax.set_title(provenance_title(f"Ablation '{study}'", teacher, data))
-        ax.legend(fontsize=8, ncols=min(n + 1, 3), loc="lower left")
+        ax.set_title(textwrap.fill(provenance_title(f"Ablation '{study}'", teacher, data), 90,
+                                   replace_whitespace=False))
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
