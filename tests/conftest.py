@@ -164,10 +164,9 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/notebook_runner.py
 def offline_teacher_and_private_cache(tmp_path_factory):
     """Tests run offline: the teacher is explicitly random (unless DSKD_TEACHER says otherwise),
     and trained models are cached in a fresh folder, never in the user's ~/.cache/dskd."""
-    saved = {k: os.environ.get(k) for k in ("DSKD_TEACHER", "DSKD_CACHE", "MPLBACKEND")}
+    saved = {k: os.environ.get(k) for k in ("DSKD_TEACHER", "DSKD_CACHE")}
     os.environ.setdefault("DSKD_TEACHER", "random")
     os.environ["DSKD_CACHE"] = str(tmp_path_factory.mktemp("dskd_cache"))
-    os.environ["MPLBACKEND"] = "Agg"
     yield
     for k, v in saved.items():
         if v is None:
@@ -190,3 +189,107 @@ def executed_notebook(tmp_path_factory):
         return done[path]
 
     return run
+
+
+# ============================================================================
+# BEGIN built_book: the book, built once per session from the executed notebooks
+# (used by tests/test_book.py and tests/test_browser.py). Names: built_book, BuiltBook, _book_*
+# ============================================================================
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+
+@dataclass
+class BuiltBook:
+    """The result of one `jupyter-book build` of a copy of the book's sources."""
+
+    source: Path                 # the copied sources: _config.yml, _toc.yml, book/, notebooks/, results/
+    html: Path                   # source / "_build" / "html"
+    log: str                     # stdout + stderr of the build (also in source / "build.log")
+    returncode: int
+    command: list[str]
+    #: notebook path relative to the repository -> the executed copy the build used
+    notebooks: dict[str, Path] = field(default_factory=dict)
+    #: notebook path relative to the repository -> the error it stopped with (only failed ones)
+    notebook_errors: dict[str, str] = field(default_factory=dict)
+
+
+_BOOK_BUILD_TIMEOUT_S = 3600
+_BOOK_SOURCE_SUFFIXES = (".ipynb", ".md", ".rst", ".myst")
+_BOOK_IGNORE = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "_build", ".*")
+
+
+def _book_toc_docs(node) -> list[str]:
+    """Every ``root``/``file`` entry of a _toc.yml, at any depth, in order."""
+    found = []
+    if isinstance(node, dict):
+        for key in ("root", "file"):
+            if isinstance(node.get(key), str):
+                found.append(node[key])
+        for value in node.values():
+            if isinstance(value, (dict, list)):
+                found += _book_toc_docs(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _book_toc_docs(value)
+    return found
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory, executed_notebook) -> BuiltBook:
+    """`jupyter-book build -W -n --keep-going` of a copy of the book whose notebooks are the copies
+    that ``executed_notebook`` executed (so each chapter runs once per session, here or in
+    tests/test_notebooks.py), with execution turned off in the copied _config.yml.
+
+    The copy keeps the repository's layout, so page names, and the launch buttons built from them and
+    from the repository URL in _config.yml, are those of the real book."""
+    import yaml
+    from notebook_runner import NOTEBOOKS, REPO
+
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    if not jupyter_book.exists():
+        pytest.skip(f"jupyter-book is not installed next to {sys.executable} (pip install -e '.[book]')")
+
+    src = tmp_path_factory.mktemp("book")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(REPO / name, src / name)
+    for folder in ("book", "results"):
+        if (REPO / folder).is_dir():
+            shutil.copytree(REPO / folder, src / folder, ignore=_BOOK_IGNORE)
+    if NOTEBOOKS.is_dir():  # figures or data next to the notebooks; the notebooks themselves come below
+        shutil.copytree(NOTEBOOKS, src / "notebooks",
+                        ignore=shutil.ignore_patterns("*.ipynb", *(".ipynb_checkpoints", "__pycache__", ".*")))
+
+    notebooks, errors = {}, {}
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text(encoding="utf-8"))
+    for doc in _book_toc_docs(toc):
+        doc = doc[: -len(".ipynb")] if doc.endswith(".ipynb") else doc
+        path = REPO / f"{doc}.ipynb"
+        if not path.is_file():
+            continue
+        if path.parent == NOTEBOOKS:
+            path = NOTEBOOKS / path.name  # the same key as tests/test_notebooks.py uses
+        run = executed_notebook(path)
+        rel = f"{doc}.ipynb"
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(run.output, src / rel)
+        notebooks[rel] = run.output
+        if run.error is not None:
+            errors[rel] = run.error
+
+    config = yaml.safe_load((src / "_config.yml").read_text(encoding="utf-8"))
+    config.setdefault("execute", {})["execute_notebooks"] = "off"  # already executed above
+    (src / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
+                                     encoding="utf-8")
+
+    cmd = [str(jupyter_book), "build", str(src), "-W", "-n", "--keep-going"]
+    proc = subprocess.run(cmd, cwd=src, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=_BOOK_BUILD_TIMEOUT_S)
+    (src / "build.log").write_text(proc.stdout, encoding="utf-8")
+    return BuiltBook(source=src, html=src / "_build" / "html", log=proc.stdout, returncode=proc.returncode,
+                     command=cmd, notebooks=notebooks, notebook_errors=errors)
+
+# ============================================================================
+# END built_book
+# ============================================================================
