@@ -32,6 +32,9 @@ FEATURE_CMAP = "viridis"
 @contextmanager
 def dskd_style() -> Iterator[None]:
     """The book's one figure style: use ``with dskd_style():`` around figure creation."""
+    # Resolve the backend before rc_context snapshots rcParams: restoring the snapshot must not undo
+    # the notebook's (inline) backend choice made during the first figure.
+    plt.get_backend()
     with plt.rc_context(STYLE):
         yield
 
