@@ -248,6 +248,74 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .distributed import cleanup, dist_info, init_distributed
+    from .reproduce import parse_devices, reproduce, write_tables
+
+    if args.tables_only:
+        for path in write_tables(args.out_dir, args.benchmark):
+            print(f"table: {path}")
+        return 0
+    try:
+        seeds = [int(s) for s in _csv(args.seeds)]
+    except ValueError:
+        raise UsageError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    devices = parse_devices(args.gpus)
+    if args.ddp:
+        if devices and len(devices) > 1:
+            raise UsageError("--ddp and --gpus exclude each other: DDP spreads one model over the torchrun ranks, "
+                             "--gpus runs one category per GPU")
+        try:
+            init_distributed(args.device or "auto")
+        except RuntimeError as err:
+            raise UsageError(str(err)) from None
+    main_rank = dist_info().is_main
+    try:
+        out = reproduce(args.benchmark, args.category, seeds, epochs=args.epochs, teacher=args.teacher,
+                        device=args.device or "auto", data_root=args.data_root, image_size=args.image_size,
+                        batch_size=args.batch_size, num_workers=args.num_workers, out_dir=args.out_dir,
+                        runs_dir=args.runs_dir, devices=devices, ddp=args.ddp, download=not args.no_download,
+                        checkpoint_every=args.checkpoint_every, n_examples=args.examples, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        print(f"\ndskd reproduce: interrupted. Run the same command again to resume from the last checkpoint "
+              f"(saved every {args.checkpoint_every} epochs under {args.runs_dir}); finished categories are kept.",
+              file=sys.stderr)
+        return 130
+    finally:
+        if args.ddp:
+            cleanup()
+    if not main_rank:
+        return 0
+    for s in out["jobs"]:
+        print(f"  {s['job']:>28}: {s['status']}" + (f" on {s['device']}" if s.get("device") else ""))
+    for path in out["tables"]:
+        print(f"table: {path}")
+    if out["failed"]:
+        print(f"dskd reproduce: {len(out['failed'])} job(s) failed: {', '.join(out['failed'])}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from .evaluation import SpeedOptions
+    from .profiling import format_table, profile, write_profile
+
+    structures = _csv(args.structures)
+    try:
+        sizes = [int(s) for s in _csv(args.sizes)]
+    except ValueError:
+        raise UsageError(f"--sizes must be comma-separated integers, got {args.sizes!r}") from None
+    speed = SpeedOptions.fast() if args.speed == "fast" else SpeedOptions.plain()
+    result = profile(structures, sizes, speed=speed, runs=args.runs, warmup=args.warmup,
+                     throughput_batch=args.throughput_batch, throughput_runs=args.throughput_runs,
+                     train_batch=args.train_batch, train_runs=args.train_runs, threads=args.threads,
+                     attainable_size=args.probe_size)
+    print(format_table(result))
+    if args.out_dir != "-":
+        print(f"profile: {write_profile(result, args.out_dir, args.name)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -289,6 +357,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="results/ablations")
     _add_config_arguments(p)
     p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("reproduce", help="the paper's Tables 1-5 at full scale: train, evaluate, tables, figures",
+                       description="Train DS at the paper's settings per category (resuming interrupted runs, "
+                                   "skipping finished ones), evaluate, and write <out-dir>/<benchmark>/ results "
+                                   "(JSON with provenance, figures) and the paper's tables with its numbers beside "
+                                   "ours (table<N>.json/.md).")
+    p.add_argument("benchmark", choices=("mt-defects", "mvtec", "mvtec3d"),
+                   help="mt-defects: Table 5, Fig. 7; mvtec: Tables 1-2; mvtec3d: Tables 3-4")
+    p.add_argument("--category", help="'all' (default) or comma-separated categories (not for mt-defects)")
+    p.add_argument("--seeds", "--seed", dest="seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--epochs", type=int, help="default: the paper's 200")
+    p.add_argument("--teacher", help="'imagenet' (the paper's), 'random' or a state-dict path; "
+                                     "default $DSKD_TEACHER or imagenet")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--gpus", help="run categories in parallel, one worker per device: 'all', '0,1,3' or device names")
+    p.add_argument("--ddp", action="store_true", help="one model over all torchrun ranks (DistributedDataParallel); "
+                                                      "start with 'torchrun --nproc_per_node N -m dskd reproduce ...'")
+    p.add_argument("--data-root", help="data folder (default $DSKD_DATA/<magnetic-tile|mvtec_ad|mvtec_3d>)")
+    p.add_argument("--out-dir", default="results", help="results folder (default results)")
+    p.add_argument("--runs-dir", default="runs/reproduce", help="checkpoints folder (default runs/reproduce)")
+    p.add_argument("--checkpoint-every", type=int, default=10, help="save a resumable checkpoint every N epochs")
+    p.add_argument("--image-size", type=int, help="default: the paper's (128 for mt-defects, 256 otherwise)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--num-workers", type=int)
+    p.add_argument("--examples", type=int, default=6, help="images per defect-type figure (MT Defects)")
+    p.add_argument("--no-download", action="store_true", help="never download MVTec AD")
+    p.add_argument("--overwrite", action="store_true", help="replace results of a different configuration")
+    p.add_argument("--tables-only", action="store_true", help="only rebuild the tables from the results present")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("profile", help="Table 6 for this machine: parameters, FLOPs, latency, throughput, memory",
+                       description="Profile each structure on the CPU (Sec. 4.2.4, Table 6) beside the machine's "
+                                   "attainable rate; prints a table and writes <out-dir>/<machine>.json.")
+    p.add_argument("--structures", default="DS,T-E,T-D,E-D", help="comma-separated (default all four)")
+    p.add_argument("--sizes", default="128,256", help="comma-separated image sizes (default 128,256)")
+    p.add_argument("--speed", choices=("fast", "plain"), default="fast",
+                   help="the optimised variant timed beside the plain one (default fast)")
+    p.add_argument("--runs", type=int, default=15, help="timed runs at batch 1 (median reported)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--throughput-batch", type=int, default=16)
+    p.add_argument("--throughput-runs", type=int, default=5)
+    p.add_argument("--train-batch", type=int, default=8)
+    p.add_argument("--train-runs", type=int, default=3)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
+    p.add_argument("--probe-size", choices=("large", "small"), default="large",
+                   help="size of the attainable-rate probes ('small' only for smoke tests)")
+    p.add_argument("--out-dir", default="results/complexity", help="JSON folder ('-': do not write)")
+    p.add_argument("--name", help="JSON file stem (default: a slug of the CPU model)")
+    p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("demo", help="synthetic data end to end in a few minutes: train, evaluate, report, figure")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")

@@ -1,19 +1,22 @@
 """Batch prediction (Algorithm 2) and evaluation with the paper's three metrics (Sec. 4.1.3)."""
 from __future__ import annotations
 
+import copy
 import time
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .inference import ALL_LAYERS, anomaly_map, anomaly_score
 from .metrics import image_auroc, pixel_auroc, pro_score
-from .models import DSKD
+from .models import DSKD, Pyramid
 
 
 @dataclass
@@ -33,6 +36,180 @@ def _model_device(model: DSKD) -> torch.device:
     return next(model.parameters()).device
 
 
+# --------------------------------------------------------------------------------------------------
+# Speed options for inference (issue "Complexity and speed"). Every option is checked against the
+# plain fp32 eager path: the maps must agree within MAP_TOLERANCE (max |difference| / max |plain map|).
+# --------------------------------------------------------------------------------------------------
+
+#: agreement of optimised maps with the plain fp32 maps, relative to the largest plain map value:
+#: "fp32" for exact rewrites (BatchNorm folding, channels-last, Winograd, compile), "bf16" for autocast
+MAP_TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2}
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """How :func:`predict` runs the networks. ``SpeedOptions()`` is the plain fp32 eager path.
+
+    * ``fold_batchnorm``: fold each eval-mode BatchNorm into the convolution before it (same maths).
+    * ``channels_last``: NHWC weights and activations (oneDNN's preferred layout on CPUs).
+    * ``winograd``: 3x3 stride-1 convolutions whose input has at least ``winograd_min_area`` pixels run
+      through NNPACK's Winograd/FFT kernels (fewer multiplications; fp32 rounding differs by ~1e-5).
+    * ``bf16``: autocast the networks to bfloat16 on the CPU (maps computed in fp32).
+    * ``compile``: ``torch.compile`` (inductor) the optimised model; compiled once per input shape.
+    """
+
+    fold_batchnorm: bool = False
+    channels_last: bool = False
+    winograd: bool = False
+    winograd_min_area: int = 32 * 32
+    bf16: bool = False
+    compile: bool = False
+
+    @classmethod
+    def plain(cls) -> "SpeedOptions":
+        return cls()
+
+    @classmethod
+    def fast(cls) -> "SpeedOptions":
+        """The fastest combination measured on a 2-core CPU (``benchmarks/speed.py``) whose maps agree
+        with the plain path within ``MAP_TOLERANCE["fp32"]``."""
+        return cls(fold_batchnorm=True, channels_last=True, winograd=True)
+
+    @property
+    def tolerance(self) -> float:
+        return MAP_TOLERANCE["bf16" if self.bf16 else "fp32"]
+
+    def describe(self) -> str:
+        on = [k for k, v in asdict(self).items() if v is True]
+        if self.winograd:
+            on[on.index("winograd")] = f"winograd(>= {self.winograd_min_area} px)"
+        return "+".join(on) if on else "plain"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+SpeedLike = Union[None, str, SpeedOptions]
+
+
+def speed_options(speed: SpeedLike) -> SpeedOptions:
+    """``None`` or ``"plain"`` -> the plain path; ``"fast"`` -> :meth:`SpeedOptions.fast`."""
+    if speed is None or speed == "plain":
+        return SpeedOptions.plain()
+    if speed == "fast":
+        return SpeedOptions.fast()
+    if isinstance(speed, SpeedOptions):
+        return speed
+    raise ValueError(f"speed must be None, 'plain', 'fast' or a SpeedOptions, got {speed!r}")
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm2d into the (transposed) convolution registered just before it.
+
+    In every module of DSKD (and torchvision's ResNet) a BatchNorm directly follows the convolution
+    registered before it (``conv1``/``bn1``, ``Sequential(conv, bn, ...)``), so the pair is
+    y = gamma (W x - mu) / sqrt(var + eps) + beta = W' x + b'. Returns a modified *copy*.
+    """
+    model = copy.deepcopy(model).eval()
+    for parent in model.modules():
+        names = list(parent._modules)
+        for a, b in zip(names, names[1:]):
+            conv, bn = parent._modules[a], parent._modules[b]
+            if not (isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d)):
+                continue
+            out_dim = 0 if isinstance(conv, nn.Conv2d) else 1
+            if conv.groups != 1 or conv.weight.shape[out_dim] != bn.num_features:
+                continue
+            scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
+            shift = bn.bias.detach() - bn.running_mean * scale
+            shape = [1, 1, 1, 1]
+            shape[out_dim] = -1
+            weight = conv.weight.detach() * scale.view(shape)
+            bias = shift if conv.bias is None else conv.bias.detach() * scale + shift
+            conv.weight = nn.Parameter(weight, requires_grad=False)
+            conv.bias = nn.Parameter(bias, requires_grad=False)
+            parent._modules[b] = nn.Identity()
+    return model
+
+
+class WinogradConv2d(nn.Module):
+    """A 3x3 stride-1 Conv2d run by NNPACK (Winograd F(6x6, 3x3), or FFT, as NNPACK picks) when its
+    input has at least ``min_area`` pixels and is fp32 on the CPU; otherwise the usual convolution.
+
+    NNPACK works in NCHW: a channels-last input is converted in and the output converted back, so
+    the layout seen by the rest of the network does not change.
+    """
+
+    def __init__(self, conv: nn.Conv2d, min_area: int = 32 * 32) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(conv.weight.detach().contiguous(), requires_grad=False)  # NNPACK: NCHW
+        self.bias = conv.bias
+        self.padding, self.min_area = list(conv.padding), min_area
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.float32 and x.device.type == "cpu" and x.shape[-2] * x.shape[-1] >= self.min_area:
+            channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+            y = torch._nnpack_spatial_convolution(x.contiguous(), self.weight, self.bias, self.padding, [1, 1])
+            return y.contiguous(memory_format=torch.channels_last) if channels_last else y
+        return F.conv2d(x, self.weight, self.bias, 1, self.padding)
+
+
+def winograd_available() -> bool:
+    """NNPACK is compiled in and runs on this CPU (the call also initialises it)."""
+    try:
+        return bool(torch._nnpack_available())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def use_winograd(model: nn.Module, min_area: int = 32 * 32) -> nn.Module:
+    """Swap every 3x3, stride-1, dilation-1, ungrouped Conv2d for a :class:`WinogradConv2d` (in place)."""
+    if not winograd_available():
+        return model
+    for parent in list(model.modules()):
+        for name, child in list(parent._modules.items()):
+            if (isinstance(child, nn.Conv2d) and child.kernel_size == (3, 3) and child.stride == (1, 1)
+                    and child.dilation == (1, 1) and child.groups == 1 and child.padding_mode == "zeros"
+                    and isinstance(child.padding, tuple)):
+                parent._modules[name] = WinogradConv2d(child, min_area)
+    return model
+
+
+def optimize_for_inference(model: DSKD, speed: SpeedLike = "fast") -> DSKD:
+    """A copy of ``model`` prepared for fast inference (the original is not touched).
+
+    The copy carries its options as ``speed_options``; :func:`run_networks` applies the bf16
+    autocast they ask for. ``compile`` wraps the copy with ``torch.compile`` (inductor, freezing):
+    the first call per input shape compiles (a minute or more on a small CPU).
+    """
+    opts = speed_options(speed)
+    fast = fold_batchnorm(model) if opts.fold_batchnorm else copy.deepcopy(model).eval()
+    fast.requires_grad_(False)
+    if opts.channels_last:
+        fast = fast.to(memory_format=torch.channels_last)
+    if opts.winograd:
+        use_winograd(fast, opts.winograd_min_area)
+    fast.speed_options = opts  # type: ignore[attr-defined]
+    if opts.compile:
+        # inductor with freezing: weights become constants (pre-packed for oneDNN, conv+ReLU fused)
+        fast = torch.compile(fast, dynamic=False, options={"freezing": True})  # type: ignore[assignment]
+    return fast
+
+
+def run_networks(model: DSKD, images: Tensor) -> tuple[Pyramid, Pyramid]:
+    """The (reference, student) pyramids of Algorithm 2 for a batch, as fp32 (under the model's
+    ``speed_options``, if :func:`optimize_for_inference` made it)."""
+    opts: SpeedOptions = getattr(model, "speed_options", SpeedOptions.plain())
+    if opts.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast(images.device.type, dtype=torch.bfloat16) if opts.bf16 else nullcontext()
+    with autocast:
+        ref, stu = model.inference_pair(model(images))
+    if opts.bf16:
+        ref, stu = Pyramid(*(f.float() for f in ref)), Pyramid(*(f.float() for f in stu))
+    return ref, stu
+
+
 @torch.inference_mode()
 def predict(
     model: DSKD,
@@ -45,11 +222,18 @@ def predict(
     batch_size: int = 16,
     num_workers: int = 0,
     progress: bool = False,
+    speed: SpeedLike = None,
 ) -> Prediction:
     """Algorithm 2 on a batch tensor (N, 3, H, W), a data set or a loader of dicts.
 
     Returns the maps and scores on the CPU; for data sets also labels, masks and defect types.
+    ``speed`` (``None``/``"plain"``, ``"fast"`` or a :class:`SpeedOptions`) optimises a copy of the
+    model first (:func:`optimize_for_inference`); its maps agree with the plain ones within
+    ``SpeedOptions.tolerance``. A model already returned by :func:`optimize_for_inference` keeps its
+    options. Data sets are read by a DataLoader with ``num_workers`` worker processes.
     """
+    if speed is not None and speed_options(speed) != SpeedOptions.plain():
+        model = optimize_for_inference(model, speed)
     model.eval()
     device = _model_device(model)
     if isinstance(data, Tensor):
@@ -60,13 +244,14 @@ def predict(
     elif isinstance(data, DataLoader):
         batches, total = data, len(data)
     else:
-        batches = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        batches = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                             persistent_workers=False, prefetch_factor=2 if num_workers > 0 else None)
         total = len(batches)
     maps, labels, masks, types, paths = [], [], [], [], []
     started = time.perf_counter()
     for batch in tqdm(batches, total=total, desc="predict", disable=not progress, unit="batch"):
         images = batch["image"].to(device)
-        ref, stu = model.inference_pair(model(images))
+        ref, stu = run_networks(model, images)
         maps.append(anomaly_map(ref, stu, images.shape[-2:], layers, sigma, lam, normalization).float().cpu())
         if "label" in batch:
             labels.append(torch.as_tensor(batch["label"]))
