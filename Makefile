@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 export DSKD_TEACHER ?= random
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test book demo student-notebooks clean
+.PHONY: install browser test book demo student-notebooks clean
 
 # torch/torchvision pins live in constraints.txt, not in the package's requirements
 # (in Colab, `pip install dskd` keeps Colab's torch).
@@ -19,7 +19,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-test: $(STAMP)
+# Debian's Chromium for the browser test of the book (never a browser download at run time).
+browser:
+	@if [ -x /usr/bin/chromium ]; then echo "browser: /usr/bin/chromium present"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "browser: apt-get could not install chromium; the browser test will skip, saying why"; \
+	else echo "browser: not root or no apt-get; the browser test will skip, saying why"; fi
+
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 book: $(STAMP)
@@ -27,6 +35,9 @@ book: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/dskd demo
+
+student-notebooks: $(STAMP)
+	$(PY) -m dskd.student_copies notebooks/ student_notebooks/
 
 clean:
 	rm -rf _build

@@ -259,7 +259,7 @@ def built_book(tmp_path_factory, executed_notebook) -> BuiltBook:
             shutil.copytree(REPO / folder, src / folder, ignore=_BOOK_IGNORE)
     if NOTEBOOKS.is_dir():  # figures or data next to the notebooks; the notebooks themselves come below
         shutil.copytree(NOTEBOOKS, src / "notebooks",
-                        ignore=shutil.ignore_patterns("*.ipynb", *(".ipynb_checkpoints", "__pycache__", ".*")))
+                        ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints", "__pycache__", ".*"))
 
     notebooks, errors = {}, {}
     toc = yaml.safe_load((REPO / "_toc.yml").read_text(encoding="utf-8"))

@@ -1,17 +1,17 @@
 """The book builds with zero warnings, every page of _toc.yml is there, and every notebook chapter
 shows at least one figure that its own code produced.
 
-The slow test runs exactly what `make book` runs (`jupyter-book build . -W -n --keep-going`), but
-into a temporary --path-output, so it neither clobbers nor reuses `_build/`: its jupyter cache is
-fresh, so every notebook is executed against the package as it is now. (A shared cache would hide a
-notebook that the package broke: jupyter-cache keys on the notebook's code, not on the package's.)
+The slow tests use the `built_book` fixture (tests/conftest.py): a copy of the book's sources in a
+temporary folder, built as `make book` builds it (`jupyter-book build -W -n --keep-going`), except
+that its notebooks are the copies the test session executed (tests/notebook_runner.py, shared with
+tests/test_notebooks.py) and the copied _config.yml turns execution off. So the book is built once
+and every chapter executed once per session, against the package as it is now, and `_build/` is
+neither clobbered nor reused. (A shared jupyter cache would hide a notebook that the package broke:
+it keys on the notebook's code, not on the package's.)
 """
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Iterable
@@ -19,9 +19,7 @@ from typing import Any, Iterable
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
 NOTEBOOK_DIR = "notebooks/"
-BUILD_TIMEOUT_S = 3600
 LOG_TAIL_LINES = 80
 
 #: anything in the build log that means the book is not clean
@@ -229,54 +227,43 @@ def test_the_toc_lists_only_pages_that_exist():
 
 
 # ----------------------------------------------------------------------------- the build
+# `built_book` (tests/conftest.py) builds the book once per session, for these tests and
+# tests/test_browser.py, from the notebooks that `executed_notebook` executed.
 
 
-@pytest.fixture(scope="module")
-def built_book(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
-    if not JUPYTER_BOOK.exists():
-        pytest.skip(f"jupyter-book is not installed next to {sys.executable} (pip install -e '.[book]')")
-    out = tmp_path_factory.mktemp("book")
-    env = dict(os.environ)
-    # Silence debugpy's frozen-modules notice that Python 3.11 kernels print; it is not a problem.
-    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    cmd = [str(JUPYTER_BOOK), "build", str(REPO), "--path-output", str(out), "-W", "-n", "--keep-going"]
-    proc = subprocess.run(
-        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        timeout=BUILD_TIMEOUT_S,
-    )
-    (out / "build.log").write_text(proc.stdout, encoding="utf-8")
-    return out, proc
+@pytest.mark.slow
+def test_every_notebook_of_the_book_executes(built_book):
+    failed = built_book.notebook_errors
+    message = f"{len(failed)} notebook(s) of the book failed to execute: {sorted(failed)}"
+    for name, error in list(failed.items())[:3]:
+        message += f"\n--- {name} ---\n{_tail(error, 40)}"
+    assert not failed, message
 
 
 @pytest.mark.slow
 def test_book_builds_without_warnings(built_book):
-    out, proc = built_book
-    log = proc.stdout
+    log = built_book.log
     problems = build_problems(log)
-    reports = sorted((out / "_build" / "html" / "reports").glob("**/*.err.log"))
     message = (
-        f"`jupyter-book build . -W -n --keep-going` exited {proc.returncode}; "
-        f"{len(problems)} problem line(s), {len(reports)} failed notebook(s) {[r.name for r in reports]}.\n"
+        f"`jupyter-book {' '.join(built_book.command[1:])}` (the sources of `make book`, with the "
+        f"notebooks executed by the test session) exited {built_book.returncode}; "
+        f"{len(problems)} problem line(s).\n"
         + "\n".join(problems[:20])
-        + f"\n--- last {LOG_TAIL_LINES} lines of {out / 'build.log'} ---\n{_tail(log)}"
+        + f"\n--- last {LOG_TAIL_LINES} lines of {built_book.source / 'build.log'} ---\n{_tail(log)}"
     )
-    for report in reports[:3]:
-        message += f"\n--- {report.name} ---\n{_tail(report.read_text(encoding='utf-8'), 40)}"
-    assert proc.returncode == 0 and not problems and not reports, message
+    assert built_book.returncode == 0 and not problems, message
 
 
 @pytest.mark.slow
 def test_every_toc_page_was_built(built_book):
-    out, _ = built_book
-    html = out / "_build" / "html"
+    html = built_book.html
     missing = [doc for doc in toc_files(read_toc()) if not (html / f"{doc}.html").is_file()]
     assert missing == [], f"no HTML page for these _toc.yml entries: {missing} (looked in {html})"
 
 
 @pytest.mark.slow
 def test_every_notebook_chapter_shows_a_figure(built_book):
-    out, _ = built_book
-    html = out / "_build" / "html"
+    html = built_book.html
     without = notebook_pages_without_figures(html, toc_files(read_toc()))
     assert without == [], (
         f"these chapters have no output image (an <img> inside a cell output): {without}; "

@@ -11,7 +11,8 @@ TINY = ["--teacher", "random", "--epochs", "1", "--image-size", "64", "--batch-s
 
 
 def test_help_on_every_command(capsys):
-    for cmd in (["--help"], ["train", "--help"], ["evaluate", "--help"], ["predict", "--help"], ["demo", "--help"]):
+    for cmd in (["--help"], ["train", "--help"], ["evaluate", "--help"], ["predict", "--help"], ["demo", "--help"],
+                ["ablate", "--help"], ["reproduce", "--help"]):
         with pytest.raises(SystemExit) as exit_info:
             main(cmd)
         assert exit_info.value.code == 0

@@ -11,6 +11,11 @@ from .architecture import plot_dskd_architecture, plot_embedding_flow, plot_para
 from .loss import loss_contributions, plot_distillation_map, plot_loss_forms
 from .inference import confusion_counts, plot_inference_settings, plot_inference_steps, plot_threshold
 from .metrics import plot_pro_regions, plot_pro_threshold, plot_pro_variants, plot_roc_curves
+from .data import plot_dataset_sample, plot_defect_counts, plot_defect_grid, plot_sample
+from .features import (
+    plot_conv1_filters, plot_discrepancy_maps, plot_feature_channel, plot_feature_pyramid, plot_score_histograms,
+)
+from .complexity import plot_fractions, plot_speedups, plot_table6, plot_time_breakdown
 from .style import FEATURE_CMAP, MAP_CMAP, STYLE, clean_axes, dskd_style, provenance_title, to_numpy_image
 
 __all__ = [
@@ -20,5 +25,7 @@ __all__ = [
     "loss_contributions", "plot_distillation_map", "plot_loss_forms",
     "confusion_counts", "plot_inference_settings", "plot_inference_steps", "plot_threshold",
     "plot_pro_regions", "plot_pro_threshold", "plot_pro_variants", "plot_roc_curves",
+    "plot_dataset_sample", "plot_defect_counts", "plot_defect_grid", "plot_sample",
+    "plot_conv1_filters", "plot_discrepancy_maps", "plot_feature_channel", "plot_feature_pyramid", "plot_score_histograms",
     "FEATURE_CMAP", "MAP_CMAP", "STYLE", "clean_axes", "dskd_style", "provenance_title", "to_numpy_image",
 ]

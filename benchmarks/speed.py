@@ -1,0 +1,323 @@
+"""Inference and training speed of DSKD on this CPU, side by side with the machine's attainable rate
+and with anomalib's reverse distillation and STFPM torch models (issue "Complexity and speed").
+
+Everything compared is timed in one run, interleaved round by round (one call of each variant per
+round, median over the rounds), so a change of load on a shared machine hits all variants alike:
+
+* the attainable rate: a large fp32 matrix product (BLAS) and a large 3x3 convolution (oneDNN);
+* DS at 256 x 256, batch 1, one variant per speed option (plain fp32 eager, channels-last, BatchNorm
+  folding, Winograd, their combination, bf16 autocast, torch.compile with ``--compile``), each checked
+  against the plain maps (max |difference| / max |plain map| <= ``SpeedOptions.tolerance``);
+* DS at 256 x 256, batch 16 (plain vs fast), and a full training step (plain, channels-last, cached
+  teacher, both);
+* anomalib's ``ReverseDistillationModel`` and ``STFPMModel`` (ResNet18 backbone, 256 x 256, batch 1,
+  eval mode, random weights: the weights do not change the speed) when anomalib is importable
+  (it is installed only in the benchmark environment, never in dskd's).
+
+The goals checked at the end: DS 256 batch-1 median latency <= 0.10 s; inference and a training step
+at >= 60% of the attainable rate; DS's latency per GFLOP no worse than anomalib's.
+
+Usage::
+
+    python benchmarks/speed.py                 # full run, ~10 minutes on 2 cores
+    python benchmarks/speed.py --compile       # also torch.compile (adds minutes of compilation)
+    python benchmarks/speed.py --quick         # tiny sizes, few runs, seconds (a smoke test)
+    /tmp/benchenv/bin/python benchmarks/speed.py   # with anomalib installed
+
+Writes ``results/benchmarks/speed.json`` (``speed_quick.json`` with ``--quick``) with the machine's
+description.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+# OpenMP threads that spin while waiting at a barrier stall every operator when other processes
+# share the cores (measured: 2 threads 10x slower than 1 on a loaded 2-core machine); passive
+# waiting avoids it. It must be set before torch starts OpenMP. --omp-default keeps libgomp's default.
+if "--omp-default" not in sys.argv:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+try:
+    import dskd  # noqa: F401
+except ImportError:  # running from a checkout without `pip install -e .`
+    sys.path.insert(0, str(REPO))
+from dskd.evaluation import SpeedOptions, optimize_for_inference  # noqa: E402
+from dskd.models import DSKD  # noqa: E402
+from dskd.profiling import (  # noqa: E402
+    _probes, count_flops, count_parameters, inference_call, machine_description, training_call,
+    training_step_flops, time_interleaved,
+)
+from dskd.provenance import provenance, write_json  # noqa: E402
+
+LATENCY_GOAL_S = 0.10
+FRACTION_GOAL = 0.60
+
+
+def realistic_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every BatchNorm statistics and affine parameters away from the defaults (like a trained
+    model's), so folding them into the convolutions is really tested."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(0.2 * torch.randn(n, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+            m.weight.data.copy_(0.5 + torch.rand(n, generator=g))
+            m.bias.data.copy_(0.1 * torch.randn(n, generator=g))
+    return model
+
+
+def inference_variants(compile_: bool) -> dict[str, SpeedOptions]:
+    fast = SpeedOptions.fast()
+    v = {
+        "plain": SpeedOptions.plain(),
+        "channels_last": SpeedOptions(channels_last=True),
+        "fold_batchnorm": SpeedOptions(fold_batchnorm=True),
+        "fold+channels_last": SpeedOptions(fold_batchnorm=True, channels_last=True),
+        "winograd": SpeedOptions(winograd=True),
+        "fast": fast,
+        "fast+bf16": SpeedOptions(fold_batchnorm=True, channels_last=True, bf16=True),
+    }
+    if compile_:
+        v["fold+channels_last+compile"] = SpeedOptions(fold_batchnorm=True, channels_last=True, compile=True)
+        v["fast+compile"] = SpeedOptions(fold_batchnorm=True, channels_last=True, winograd=True, compile=True)
+    return v
+
+
+def anomalib_models(size: int) -> dict[str, torch.nn.Module]:
+    """anomalib's RD and STFPM torch models with ResNet18 (random weights), or {} without anomalib."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import anomalib.models.image.stfpm.torch_model as stfpm_module
+            from anomalib.models.image.reverse_distillation.torch_model import ReverseDistillationModel
+    except Exception as err:  # not installed, or an incompatible version
+        print(f"[speed] anomalib not importable ({type(err).__name__}: {err}); skipping the comparison")
+        return {}
+    extractor = stfpm_module.TimmFeatureExtractor
+    # STFPM hard-codes pre_trained=True for its teacher (a download); the weights do not change the speed
+    stfpm_module.TimmFeatureExtractor = lambda *a, **k: extractor(*a, **{**k, "pre_trained": False})
+    try:
+        layers = ["layer1", "layer2", "layer3"]
+        return {
+            "anomalib RD (resnet18)": ReverseDistillationModel(
+                backbone="resnet18", input_size=(size, size), layers=layers, anomaly_map_mode="multiply",
+                pre_trained=False).eval(),
+            "anomalib STFPM (resnet18)": stfpm_module.STFPMModel(layers=layers, backbone="resnet18").eval(),
+        }
+    finally:
+        stfpm_module.TimmFeatureExtractor = extractor
+
+
+def _anomalib_call(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], Any]:
+    def call() -> Any:
+        with torch.inference_mode():
+            return model(x).anomaly_map
+    return call
+
+
+def _flops(fn: Callable[[], Any]) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        fn()
+    return float(counter.get_total_flops())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes and few runs (smoke test)")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile variants")
+    ap.add_argument("--rounds", type=int, default=25, help="timed rounds at batch 1")
+    ap.add_argument("--batch-rounds", type=int, default=5, help="timed rounds at batch 16")
+    ap.add_argument("--train-rounds", type=int, default=5, help="timed training steps")
+    ap.add_argument("--train-batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    ap.add_argument("--omp-default", action="store_true", help="do not set OMP_WAIT_POLICY=PASSIVE")
+    ap.add_argument("--out", help="output JSON (default results/benchmarks/speed.json)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = 64 if args.quick else 256
+    rounds, brounds, trounds = (3, 1, 1) if args.quick else (args.rounds, args.batch_rounds, args.train_rounds)
+    batch, tbatch = (2, 2) if args.quick else (16, args.train_batch)
+    started = time.perf_counter()
+    machine = machine_description()
+    print(f"[speed] {machine['cpu']}, {machine['logical_cpus']} CPUs, {torch.get_num_threads()} threads, "
+          f"torch {machine['torch']}, load {machine['load_average_1_5_15min']}", flush=True)
+
+    torch.manual_seed(0)
+    model = realistic_batchnorm(DSKD("DS", teacher_weights=None).eval())
+    flops = count_flops(model, size)["flops"]["total"]
+    probes = _probes("small" if args.quick else "large")
+    probe_calls = {f"probe:{k}": p[0] for k, p in probes.items()}
+    g = torch.Generator().manual_seed(1)
+    x1 = torch.randn(1, 3, size, size, generator=g)
+
+    # 1. inference at batch 1: every option, checked against the plain maps
+    variants = inference_variants(args.compile)
+    plain_maps = inference_call(model, x1)()
+    calls: dict[str, Callable[[], Any]] = {}
+    agreement: dict[str, Any] = {}
+    compile_seconds: dict[str, float] = {}
+    for name, opts in variants.items():
+        fast_model = model if name == "plain" else optimize_for_inference(model, opts)
+        call = inference_call(fast_model, x1)
+        t0 = time.perf_counter()
+        maps = call()
+        if opts.compile:
+            compile_seconds[name] = time.perf_counter() - t0
+        err = float((maps - plain_maps).abs().max() / plain_maps.abs().max())
+        agreement[name] = {"max_rel_diff": err, "tolerance": opts.tolerance, "agrees": err <= opts.tolerance}
+        calls[name] = call
+    print(f"[speed] timing {len(calls)} inference variants at {size}x{size}, batch 1, {rounds} rounds", flush=True)
+    t1 = time_interleaved({**calls, **probe_calls}, runs=rounds, warmup=2)
+
+    def rates(timing: dict) -> dict[str, float]:
+        return {k: probes[k][1] / timing[f"probe:{k}"].median_s / 1e9 for k in probes}
+
+    r1 = rates(t1)
+    att1 = max(r1.values())
+    latency = {k: {**t1[k].to_dict(), "gflops_per_s": flops / t1[k].median_s / 1e9,
+                   "fraction_of_attainable": flops / t1[k].median_s / 1e9 / att1,
+                   "speedup_vs_plain": t1["plain"].median_s / t1[k].median_s, **agreement[k],
+                   "options": variants[k].describe()} for k in calls}
+    usable = [k for k in calls if agreement[k]["agrees"]]
+    best = min(usable, key=lambda k: t1[k].median_s)
+
+    # 2. throughput at batch 16, plain vs fast vs the best batch-1 variant
+    xb = torch.randn(batch, 3, size, size, generator=g)
+    bvariants = {"plain": SpeedOptions.plain(), "fast": SpeedOptions.fast(),
+                 "fold+channels_last": SpeedOptions(fold_batchnorm=True, channels_last=True)}
+    bcalls = {k: inference_call(model if k == "plain" else optimize_for_inference(model, o), xb)
+              for k, o in bvariants.items()}
+    print(f"[speed] timing batch {batch}, {brounds} rounds", flush=True)
+    tb = time_interleaved({**bcalls, **probe_calls}, runs=brounds, warmup=1)
+    rb = rates(tb)
+    attb = max(rb.values())
+    throughput = {k: {**tb[k].to_dict(), "batch": batch, "images_per_s": batch / tb[k].median_s,
+                      "fraction_of_attainable": flops * batch / tb[k].median_s / 1e9 / attb} for k in bcalls}
+
+    # 3. a full training step
+    xt = torch.randn(tbatch, 3, size, size, generator=g)
+    tvariants = {
+        "plain": {},
+        "channels_last": {"channels_last": True},
+        "fused_adam": {"fused_adam": True},
+        "cached_teacher": {"cache_teacher": True},
+        "cached_teacher+fused_adam": {"cache_teacher": True, "fused_adam": True},
+        "cached_teacher+fused_adam+channels_last": {"cache_teacher": True, "fused_adam": True, "channels_last": True},
+    }
+    tcalls = {k: training_call(model, xt, **o) for k, o in tvariants.items()}
+    step_flops = training_step_flops(model, size)
+    # FLOPs actually executed with a cached teacher: the teacher's forward is skipped
+    teacher_flops = count_flops(model, size)["flops"]["teacher"]
+    print(f"[speed] timing training steps (batch {tbatch}), {trounds} rounds", flush=True)
+    tt = time_interleaved({**tcalls, **probe_calls}, runs=trounds, warmup=1)
+    rt = rates(tt)
+    attt = max(rt.values())
+    training = {}
+    for k in tcalls:
+        executed = step_flops - (teacher_flops if tvariants[k].get("cache_teacher") else 0.0)
+        training[k] = {**tt[k].to_dict(), "options": tvariants[k], "batch": tbatch, "images_per_s": tbatch / tt[k].median_s,
+                       "executed_gflops_per_image": executed / 1e9,
+                       "fraction_of_attainable": executed * tbatch / tt[k].median_s / 1e9 / attt,
+                       "speedup_vs_plain": tt["plain"].median_s / tt[k].median_s}
+
+    # 4. anomalib's RD and STFPM beside DS (batch 1)
+    others = anomalib_models(size)
+    comparison: dict[str, Any] = {}
+    if others:
+        ccalls = {"DSKD DS (plain)": inference_call(model, x1),
+                  "DSKD DS (fast)": inference_call(optimize_for_inference(model, "fast"), x1)}
+        cflops = {k: flops for k in ccalls}
+        for name, m in others.items():
+            ccalls[name] = _anomalib_call(m, x1)
+            cflops[name] = _flops(ccalls[name])
+        print(f"[speed] timing DS vs anomalib, {rounds} rounds", flush=True)
+        tc = time_interleaved({**ccalls, **probe_calls}, runs=rounds, warmup=2)
+        for k in ccalls:
+            comparison[k] = {**tc[k].to_dict(), "gflops": cflops[k] / 1e9,
+                             "params_m": (count_parameters(model)["total"] if k.startswith("DSKD")
+                                          else sum(p.numel() for p in others[k].parameters())) / 1e6,
+                             "ms_per_gflop": tc[k].median_s * 1e3 / (cflops[k] / 1e9)}
+        comparison["attainable_gflops_per_s"] = max(rates(tc).values())
+
+    # goals
+    fast_lat = latency[best]["median_s"]
+    best_inference_fraction = max(max(v["fraction_of_attainable"] for k, v in latency.items() if agreement[k]["agrees"]),
+                                  max(v["fraction_of_attainable"] for v in throughput.values()))
+    best_train = max(training.values(), key=lambda v: v["images_per_s"])
+    goals: dict[str, Any] = {
+        "latency_256_b1_s": {"goal": LATENCY_GOAL_S, "value": fast_lat, "variant": best,
+                             "met": fast_lat <= LATENCY_GOAL_S,
+                             "lower_bound_at_attainable_s": flops / 1e9 / att1},
+        "inference_fraction": {"goal": FRACTION_GOAL, "value": best_inference_fraction,
+                               "met": best_inference_fraction >= FRACTION_GOAL},
+        "training_fraction": {"goal": FRACTION_GOAL, "value": best_train["fraction_of_attainable"],
+                              "met": best_train["fraction_of_attainable"] >= FRACTION_GOAL},
+    }
+    if comparison:
+        ours = min(comparison[k]["ms_per_gflop"] for k in comparison if k.startswith("DSKD DS"))
+        theirs = min(v["ms_per_gflop"] for k, v in comparison.items() if k.startswith("anomalib"))
+        goals["per_gflop_vs_anomalib"] = {"ours_ms_per_gflop": ours, "best_anomalib_ms_per_gflop": theirs,
+                                          "met": ours <= theirs}
+    payload = {
+        "machine": machine,
+        "image_size": size, "gflops_ds": flops / 1e9, "threads": torch.get_num_threads(),
+        "attainable": {"batch1_round": r1, "batch_round": rb, "training_round": rt,
+                       "attainable_gflops_per_s": statistics.median([att1, attb, attt]),
+                       "probes": {k: p[2] for k, p in probes.items()}},
+        "inference_b1": latency, "best_b1_variant": best, "compile_seconds": compile_seconds,
+        "throughput": throughput, "training": training,
+        "training_gflops_per_image": step_flops / 1e9, "anomalib": comparison, "goals": goals,
+        "notes": ("FLOPs by torch.utils.flop_counter (conv, matmul; 2 per MAC) of the direct convolution; "
+                  "Winograd variants execute fewer multiplications, so their fraction is an effective rate. "
+                  "Teacher: random init (speed does not depend on weights)."),
+        "seconds": time.perf_counter() - started,
+        "provenance": provenance("cpu", quick=args.quick),
+    }
+    payload["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    out = Path(args.out) if args.out else REPO / "results" / "benchmarks" / ("speed_quick.json" if args.quick else "speed.json")
+    write_json(out, payload)
+
+    print(f"\nattainable: {payload['attainable']['attainable_gflops_per_s']:.1f} GFLOP/s "
+          f"(matmul {r1['matmul']:.1f}, conv {r1['conv']:.1f} in the batch-1 rounds)")
+    print(f"\nDS {size}x{size}, batch 1 ({flops / 1e9:.2f} GFLOPs):")
+    for k, v in latency.items():
+        print(f"  {k:>28}: {v['median_s'] * 1e3:7.1f} ms (min {v['min_s'] * 1e3:6.1f})  x{v['speedup_vs_plain']:.2f}  "
+              f"{v['fraction_of_attainable']:4.0%} of attainable  maps rel diff {v['max_rel_diff']:.1e} "
+              f"(tol {v['tolerance']:.0e}){'' if v['agrees'] else '  DISAGREES'}")
+    print(f"\nbatch {batch}:")
+    for k, v in throughput.items():
+        print(f"  {k:>28}: {v['images_per_s']:6.2f} img/s  {v['fraction_of_attainable']:4.0%} of attainable")
+    print(f"\ntraining step (batch {tbatch}, {step_flops / 1e9:.1f} GFLOPs/image):")
+    for k, v in training.items():
+        print(f"  {k:>28}: {v['images_per_s']:6.2f} img/s  x{v['speedup_vs_plain']:.2f}  "
+              f"{v['fraction_of_attainable']:4.0%} of attainable")
+    if comparison:
+        print("\nvs anomalib (batch 1):")
+        for k, v in comparison.items():
+            if isinstance(v, dict):
+                print(f"  {k:>28}: {v['median_s'] * 1e3:7.1f} ms  {v['gflops']:5.2f} GFLOPs  "
+                      f"{v['ms_per_gflop']:5.1f} ms/GFLOP  {v['params_m']:.1f} M params")
+    print("\ngoals:")
+    for k, v in goals.items():
+        print(f"  {k}: {'MET' if v['met'] else 'not met'}  {v}")
+    print(f"\n{out} ({payload['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Figures of the complexity chapter: Table 6 beside ours, where the time goes, what each speed-up bought.
+
+Every function draws a result dictionary written by :func:`dskd.profiling.profile` or
+``benchmarks/speed.py``; nothing is measured here.
+"""
+from __future__ import annotations
+
+import textwrap
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+
+from .style import dskd_style, provenance_title
+
+_COMPONENT_LABELS = {"teacher": "teacher T", "encoder": "student S_e", "embedding": "embedding (DFE)",
+                     "decoder": "student S_d", "anomaly_map": "anomaly map (Eq. 8-9)"}
+_TEACHER = "random init (speed does not depend on the weights)"
+
+
+def _title(text: str, data: str, teacher: str = _TEACHER, width: int = 95) -> str:
+    return textwrap.fill(provenance_title(text, teacher, data), width, replace_whitespace=False)
+
+
+def _record(profile: dict[str, Any], structure: str, size: int) -> dict[str, Any]:
+    for r in profile["records"]:
+        if r["structure"] == structure and r["image_size"] == size:
+            return r
+    raise KeyError(f"no record for {structure} at {size} px in this profile")
+
+
+def plot_table6(profile: dict[str, Any], *, size: int = 256, structure: str = "DS") -> Figure:
+    """Four panels (inference time, GFLOPs, parameters, memory): the paper's Table 6 beside our
+    ``structure`` at ``size`` px, plain and optimised. Our GFLOPs are shown as GMACs, the unit the
+    paper's 6.17 most likely is; log scales, since PaDiM's memory is 1000 times MKD's."""
+    rec = _record(profile, structure, size)
+    paper = profile["paper_table6"]
+    names = list(paper) + [f"ours plain", f"ours fast"]
+    lat = rec["latency_b1"]
+    values = {
+        "inference time per image (s)": [paper[k]["inference_s"] for k in paper]
+        + [lat["plain"]["median_s"], lat["fast"]["median_s"]],
+        "GFLOPs (ours: GMACs)": [paper[k]["gflops"] for k in paper] + [rec["gmacs"]] * 2,
+        "parameters (M)": [paper[k]["params_m"] for k in paper] + [rec["parameters"]["total"] / 1e6] * 2,
+        "memory (MB)": [paper[k]["memory_mb"] for k in paper] + [rec["memory"]["peak_mb"]] * 2,
+    }
+    colours = ["#bbbbbb", "#999999", "#4c72b0", "#dd8452", "#c44e52"]
+    m = profile["machine"]
+    with dskd_style():
+        fig, axes = plt.subplots(1, 4, figsize=(12.0, 3.6), layout="constrained")
+        for ax, (label, vals) in zip(axes, values.items()):
+            bars = ax.bar(range(len(names)), vals, color=colours)
+            ax.set_yscale("log")
+            ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+            ax.set_ylabel(label)
+            for b, v in zip(bars, vals):
+                ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.3g}", ha="center", va="bottom", fontsize=7)
+            ax.grid(axis="x", visible=False)
+        fig.suptitle(_title(f"Table 6 (paper: Intel i7 @ 2.3 GHz) beside DSKD {structure} at {size} px on "
+                            f"{m['cpu']}, {profile['settings']['threads']} threads",
+                            f"random input {size}x{size}, batch 1"), fontsize=10)
+    return fig
+
+
+def plot_time_breakdown(profile: dict[str, Any], *, size: int = 256, structures: Sequence[str] = ("DS",)) -> Figure:
+    """Where the time goes: per-component latency (batch 1, optimised path) beside the share of FLOPs,
+    one pair of stacked bars per structure."""
+    comps = list(_COMPONENT_LABELS)
+    colours = dict(zip(comps, ["#4c72b0", "#55a868", "#8172b2", "#dd8452", "#937860"]))
+    with dskd_style():
+        fig, ax = plt.subplots(figsize=(8.0, 0.9 + 0.9 * len(structures)), layout="constrained")
+        labels = []
+        for i, s in enumerate(structures):
+            rec = _record(profile, s, size)
+            t = rec.get("components_b1_s", {})
+            flops = rec["flops"]
+            total_t = sum(t.values()) or 1.0
+            for j, (kind, shares) in enumerate((
+                    ("time", {c: t.get(c, 0.0) / total_t for c in comps}),
+                    ("FLOPs", {c: flops.get(c, 0.0) / flops["total"] for c in comps}))):
+                y = 2 * i + j
+                left = 0.0
+                for c in comps:
+                    if shares[c] > 0:
+                        ax.barh(y, shares[c], left=left, color=colours[c],
+                                label=_COMPONENT_LABELS[c] if (i == 0 and j == 0) else None)
+                        if shares[c] > 0.06:
+                            ax.text(left + shares[c] / 2, y, f"{shares[c]:.0%}", ha="center", va="center",
+                                    fontsize=8, color="white")
+                        left += shares[c]
+                suffix = f" ({total_t * 1e3:.0f} ms)" if kind == "time" else f" ({flops['total'] / 1e9:.2f} G)"
+                labels.append(f"{s} {kind}{suffix}")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("share of the inference path")
+        ax.grid(axis="y", visible=False)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.set_title(_title(f"Where the time goes at {size} px, batch 1 (fast path) vs where the FLOPs are",
+                            f"random input {size}x{size}"))
+    return fig
+
+
+def plot_speedups(speed: dict[str, Any], *, goal_s: Optional[float] = 0.10) -> Figure:
+    """Left: DS latency per speed option (median, batch 1) with the goal and the time the FLOPs would
+    take at the machine's attainable rate. Right: training images/s per option."""
+    inf = speed["inference_b1"]
+    tr = speed["training"]
+    size = speed["image_size"]
+    att = speed["attainable"]["attainable_gflops_per_s"]
+    with dskd_style():
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11.0, 3.9), layout="constrained",
+                                     gridspec_kw={"width_ratios": [1.3, 1.0]})
+        names = list(inf)
+        ms = [inf[k]["median_s"] * 1e3 for k in names]
+        colours = ["#c44e52" if not inf[k]["agrees"] else ("#dd8452" if k == speed["best_b1_variant"] else "#4c72b0")
+                   for k in names]
+        a1.barh(names, ms, color=colours)
+        for y, (k, v) in enumerate(zip(names, ms)):
+            a1.text(v, y, f" {v:.0f} ms  x{inf[k]['speedup_vs_plain']:.2f}", va="center", fontsize=8)
+        bound = speed["gflops_ds"] / att * 1e3
+        a1.axvline(bound, color="grey", ls="--", lw=1)
+        a1.text(bound, len(names) - 0.4, f" FLOPs at attainable rate\n ({att:.0f} GFLOP/s)", fontsize=7,
+                color="grey", va="top")
+        if goal_s:
+            a1.axvline(goal_s * 1e3, color="black", ls=":", lw=1)
+            a1.text(goal_s * 1e3, -0.6, f" goal {goal_s * 1e3:.0f} ms", fontsize=7, va="bottom")
+        a1.invert_yaxis()
+        a1.set_xlabel(f"latency per image, batch 1 (ms, median of {inf['plain']['runs']} runs)")
+        a1.set_xlim(0, max(ms) * 1.45)
+        a1.grid(axis="y", visible=False)
+        a1.set_title(f"DS inference, {size}x{size}")
+        tnames = list(tr)
+        ips = [tr[k]["images_per_s"] for k in tnames]
+        a2.barh(tnames, ips, color="#55a868")
+        for y, (k, v) in enumerate(zip(tnames, ips)):
+            a2.text(v, y, f" {v:.2f}  x{tr[k]['speedup_vs_plain']:.2f}", va="center", fontsize=8)
+        a2.invert_yaxis()
+        a2.set_xlim(0, max(ips) * 1.35)
+        a2.set_xlabel(f"training images per second (batch {tr['plain']['batch']})")
+        a2.grid(axis="y", visible=False)
+        a2.set_title(f"DS training step, {size}x{size}")
+        m = speed["machine"]
+        fig.suptitle(_title(f"What each speed-up bought on {m['cpu']} ({speed['threads']} threads, torch {m['torch']})",
+                            f"random input {size}x{size}"), fontsize=10)
+    return fig
+
+
+def plot_fractions(profile: dict[str, Any]) -> Figure:
+    """Achieved GFLOP/s as a fraction of the attainable rate, per structure and size: inference at
+    batch 1 and 16 (plain and fast) and a training step."""
+    recs = profile["records"]
+    labels = [f"{r['structure']} {r['image_size']}" for r in recs]
+    series = {
+        "inference b1 plain": [r["latency_b1"]["fraction_of_attainable"]["plain"] for r in recs],
+        "inference b1 fast": [r["latency_b1"]["fraction_of_attainable"]["fast"] for r in recs],
+        "inference b16 fast": [r["throughput"]["fraction_of_attainable"]["fast"] for r in recs],
+        "training step fast": [r["training"]["fraction_of_attainable"]["fast"] for r in recs],
+    }
+    width = 0.8 / len(series)
+    x = np.arange(len(recs))
+    with dskd_style():
+        fig, ax = plt.subplots(figsize=(9.0, 3.6), layout="constrained")
+        for i, (name, vals) in enumerate(series.items()):
+            ax.bar(x - 0.4 + width * (i + 0.5), vals, width * 0.9, label=name)
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.axhline(0.6, color="black", lw=0.8, ls=":")
+        ax.text(len(recs) - 0.5, 0.61, "goal 60%", fontsize=7, ha="right", va="bottom")
+        ax.set_xticks(x, labels)
+        ax.set_ylabel("GFLOP/s / attainable GFLOP/s")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.set_title(_title(f"Fraction of the attainable rate ({profile['attainable_gflops_per_s']:.0f} GFLOP/s) "
+                            "reached; Winograd does fewer multiplications, so 'fast' can pass 100%",
+                            "random input"))
+    return fig
