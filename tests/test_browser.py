@@ -17,9 +17,9 @@ by Playwright. One visit per page, at desktop and at phone width, records what t
 Also: search finds a chapter, exercise solutions start collapsed, and screenshots of the landing page
 and a chapter, at desktop and phone width, go to ``_build/screenshots/`` (git-ignored).
 
-Skipped, with the reason, only where no browser can be installed (no /usr/bin/chromium, and no
-apt-get as root to install it); a missing Playwright is a failure, since `pip install -e '.[dev]'`
-installs it.
+Skipped, with the reason, only where there is no browser: `make test` first runs `make browser`, which
+installs Debian's chromium where apt-get and root allow it. A missing Playwright is a failure, since
+`pip install -e '.[dev]'` installs it.
 """
 from __future__ import annotations
 
@@ -262,12 +262,11 @@ def _browser_or_skip() -> Any:
     except ImportError:
         pytest.fail("Playwright is not installed: `pip install -e '.[dev]'` installs it (the dev extra lists it)")
     if not CHROMIUM.is_file():
-        can_install = shutil.which("apt-get") is not None and os.geteuid() == 0
-        if can_install:
-            pytest.fail(f"{CHROMIUM} is missing, and it can be installed here: run `make browser` "
-                        "(apt-get install -y chromium)")
-        pytest.skip(f"no browser: {CHROMIUM} (Debian's chromium) is missing and cannot be installed here "
-                    "(`make browser` needs apt-get and root)")
+        # `make test` runs `make browser` first, so here the install was impossible or failed.
+        can_apt = shutil.which("apt-get") is not None and os.geteuid() == 0
+        how = ("`make browser` (apt-get install -y chromium) installs it; if it ran, it failed: see its output"
+               if can_apt else "installing it needs apt-get as root, which this machine does not offer")
+        pytest.skip(f"no browser: Debian's chromium is not at {CHROMIUM}; {how}")
     return sync_playwright
 
 
@@ -308,10 +307,16 @@ def site(built_book):
             server.kill()
 
 
+@pytest.fixture(scope="session")
+def playwright_and_chromium():
+    """Playwright's entry point, or skip (or fail) at once: session-scoped, and asked for first by every
+    browser test, so that without a browser the tests skip before the book is built."""
+    return _browser_or_skip()
+
+
 @pytest.fixture(scope="module")
-def browser():
-    sync_playwright = _browser_or_skip()
-    with sync_playwright() as p:
+def browser(playwright_and_chromium):
+    with playwright_and_chromium() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
             yield chromium
@@ -384,8 +389,10 @@ def _landing_and_chapter(built_book) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def reports(site, browser, built_book) -> dict[str, PageReport]:
-    """Visit every page at desktop width, then at phone width; take the screenshots on the way."""
+def reports(playwright_and_chromium, browser, site, built_book) -> dict[str, PageReport]:
+    """Visit every page at desktop width, then at phone width; take the screenshots on the way.
+
+    (``playwright_and_chromium`` comes first: without a browser the tests skip before the book is built.)"""
     origin, html = site
     pages = site_pages(html)
     shots = _landing_and_chapter(built_book)
@@ -514,7 +521,7 @@ def test_site_pages_skips_assets_and_the_redirect(tmp_path):
 
 
 @pytest.mark.slow
-def test_pages_have_no_console_errors(reports):
+def test_pages_have_no_console_errors(playwright_and_chromium, reports):
     failures = {p: r.console_errors for p, r in reports.items() if r.console_errors}
     external = sorted({u for r in reports.values() for u in r.external})
     if external:
@@ -523,13 +530,13 @@ def test_pages_have_no_console_errors(reports):
 
 
 @pytest.mark.slow
-def test_every_image_loads(reports):
+def test_every_image_loads(playwright_and_chromium, reports):
     failures = {p: r.broken_images for p, r in reports.items() if r.broken_images}
     assert not failures, f"images that did not load (natural width 0):\n{_summary(failures)}"
 
 
 @pytest.mark.slow
-def test_internal_links_and_anchors_resolve(reports, site):
+def test_internal_links_and_anchors_resolve(playwright_and_chromium, reports, site):
     origin, html = site
     cache: dict[Path, set[str]] = {}
 
@@ -546,7 +553,7 @@ def test_internal_links_and_anchors_resolve(reports, site):
 
 
 @pytest.mark.slow
-def test_math_is_rendered(reports):
+def test_math_is_rendered(playwright_and_chromium, reports):
     failures = {}
     for p, r in reports.items():
         problems = [f"not typeset: {m}" for m in r.math.get("unrendered", [])]
@@ -559,7 +566,7 @@ def test_math_is_rendered(reports):
 
 
 @pytest.mark.slow
-def test_code_cells_show_their_outputs(reports, built_book):
+def test_code_cells_show_their_outputs(playwright_and_chromium, reports, built_book):
     import nbformat
 
     failures = {}
@@ -587,7 +594,7 @@ def test_code_cells_show_their_outputs(reports, built_book):
 
 
 @pytest.mark.slow
-def test_launch_buttons_open_the_pages_notebook(reports, built_book):
+def test_launch_buttons_open_the_pages_notebook(playwright_and_chromium, reports, built_book):
     import yaml
 
     if not built_book.notebooks:
@@ -607,7 +614,7 @@ def test_launch_buttons_open_the_pages_notebook(reports, built_book):
 
 
 @pytest.mark.slow
-def test_no_horizontal_overflow_at_phone_width(reports):
+def test_no_horizontal_overflow_at_phone_width(playwright_and_chromium, reports):
     failures = {
         p: [f"page is {r.overflow['scrollWidth']} px wide in a {r.overflow['innerWidth']} px window"]
         + r.overflow["culprits"]
@@ -618,7 +625,7 @@ def test_no_horizontal_overflow_at_phone_width(reports):
 
 
 @pytest.mark.slow
-def test_screenshots_of_the_landing_page_and_a_chapter(reports, built_book):
+def test_screenshots_of_the_landing_page_and_a_chapter(playwright_and_chromium, reports, built_book):
     shots = sorted(SCREENSHOTS.glob("*.png"))
     print(f"screenshots ({', '.join(_landing_and_chapter(built_book).values())}) in {SCREENSHOTS}: "
           + ", ".join(s.name for s in shots))
@@ -628,7 +635,7 @@ def test_screenshots_of_the_landing_page_and_a_chapter(reports, built_book):
 
 
 @pytest.mark.slow
-def test_index_redirects_to_the_landing_page(site, browser, built_book):
+def test_index_redirects_to_the_landing_page(playwright_and_chromium, browser, site, built_book):
     origin, _ = site
     context = _new_context(browser, DESKTOP, origin, {"external": []})
     try:
@@ -640,7 +647,7 @@ def test_index_redirects_to_the_landing_page(site, browser, built_book):
 
 
 @pytest.mark.slow
-def test_search_finds_a_chapter(site, browser, built_book):
+def test_search_finds_a_chapter(playwright_and_chromium, browser, site, built_book):
     from test_book import read_toc, toc_files
 
     origin, html = site
@@ -664,7 +671,7 @@ def test_search_finds_a_chapter(site, browser, built_book):
 
 
 @pytest.mark.slow
-def test_solutions_start_collapsed(reports, site, browser, built_book):
+def test_solutions_start_collapsed(playwright_and_chromium, reports, site, browser, built_book):
     """Exercise solutions (``{admonition} Solution`` with ``:class: dropdown``) are closed until clicked."""
     origin, _ = site
     chapters = [rel[: -len(".ipynb")] + ".html" for rel in built_book.notebooks]
