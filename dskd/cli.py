@@ -316,6 +316,24 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrain_teacher(args: argparse.Namespace) -> int:
+    from .pretrain import PretrainConfig, pretrain_teacher, save_teacher
+
+    fields = ("n_categories", "per_category", "image_size", "epochs", "batch_size", "lr", "seed")
+    cfg = PretrainConfig(**{k: getattr(args, k) for k in fields if getattr(args, k) is not None})
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    state, record = pretrain_teacher(cfg, progress=True)
+    path = save_teacher(state, record, args.out)
+    last = record["history"][-1]
+    print(f"teacher: {path} (sha256 {record.get('sha256', '?')}); {record['wall_seconds']:.0f} s; "
+          f"last epoch loss {last['loss']:.3f}, accuracy {last['accuracy']:.3f}")
+    print(f"use it with --teacher {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -406,6 +424,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="results/complexity", help="JSON folder ('-': do not write)")
     p.add_argument("--name", help="JSON file stem (default: a slug of the CPU model)")
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("pretrain-teacher", help="pretrain the teacher's stem..layer3 offline on fractals (no download)",
+                       description="Formula-driven pretraining (FractalDB-style fractal categories) of ResNet18 "
+                                   "stem..layer3, for a teacher worth distilling from where ImageNet weights cannot "
+                                   "be downloaded. Writes the weights and a provenance JSON beside them.")
+    p.add_argument("--out", default="runs/teacher/offline_fractal.pt", help="weights file (a .json is written beside it)")
+    p.add_argument("--n-categories", type=int, help="fractal categories (classes)")
+    p.add_argument("--per-category", type=int, help="images per category")
+    p.add_argument("--image-size", type=int, help="rendered image size")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate (one-cycle SGD)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.set_defaults(func=cmd_pretrain_teacher)
 
     p = sub.add_parser("demo", help="synthetic data end to end in a few minutes: train, evaluate, report, figure")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")

@@ -191,8 +191,8 @@ def save_teacher(state: dict[str, Tensor], record: dict, path: Union[str, Path])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
-    meta = dict(record, sha256=file_sha256(path, 64), file=path.name,
-                provenance=provenance("cpu"))
+    record["sha256"] = file_sha256(path, 64)
+    meta = dict(record, file=path.name, provenance=provenance("cpu"))
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
 

@@ -63,3 +63,25 @@ def test_knn_proxy_separates_an_obvious_anomaly():
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError, match="n_categories must be >= 2"):
         PretrainConfig(n_categories=1)
+
+
+def test_pretrain_teacher_command_writes_weights_and_provenance(tmp_path, capsys):
+    import json
+
+    from dskd.cli import main
+
+    out = tmp_path / "t.pt"
+    assert main(["pretrain-teacher", "--out", str(out), "--n-categories", "3", "--per-category", "2",
+                 "--image-size", "32", "--epochs", "1", "--batch-size", "4"]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["config"]["n_categories"] == 3 and len(meta["sha256"]) == 64
+    assert meta["wall_seconds"] > 0 and meta["provenance"]["git_commit"]
+    assert f"--teacher {out}" in capsys.readouterr().out
+    TeacherPyramid(out)  # loads
+
+
+def test_pretrain_teacher_command_rejects_bad_sizes(capsys):
+    from dskd.cli import main
+
+    assert main(["pretrain-teacher", "--n-categories", "1"]) == 2
+    assert "n_categories must be >= 2" in capsys.readouterr().err
