@@ -45,7 +45,9 @@ STUDIES: dict[str, tuple[Variant, ...]] = {
     "layers": (Variant("M1", infer={"layers": (1,)}), Variant("M2", infer={"layers": (2,)}),
                Variant("M3", infer={"layers": (3,)}), Variant("M1-3", infer={"layers": (1, 2, 3)})),
     # beyond the paper
-    "teacher": (Variant("imagenet", {"teacher": "imagenet"}), Variant("random", {"teacher": "random"})),
+    "teacher": (Variant("imagenet", {"teacher": "imagenet"}),
+                Variant("offline-pretrained", {"teacher": "offline-pretrained"}),
+                Variant("random", {"teacher": "random"})),
     "lambda": tuple(Variant(f"lambda={lam:g}", {"lam": lam}, {"lam": lam}) for lam in (0.0, 0.1, 1.0, 10.0)),
     "normalization": (Variant("unit", {"normalization": "unit"}, {"normalization": "unit"}),
                       Variant("eq3", {"normalization": "eq3"}, {"normalization": "eq3"})),

@@ -42,7 +42,8 @@ def _add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss-form", choices=LOSS_FORMS)
     p.add_argument("--structure", choices=STRUCTURES)
     p.add_argument("--no-dfe", action="store_true", help="replace the deep feature embedding (Table 8)")
-    p.add_argument("--teacher", help="'imagenet' (default, needs internet once), 'random', or a state-dict path; "
+    p.add_argument("--teacher", help="'imagenet' (default, needs internet once), 'offline-pretrained' (shipped, no ImageNet), "
+                                     "'random', or a state-dict path; "
                                      "default $DSKD_TEACHER or imagenet")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
@@ -386,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", help="'all' (default) or comma-separated categories (not for mt-defects)")
     p.add_argument("--seeds", "--seed", dest="seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument("--epochs", type=int, help="default: the paper's 200")
-    p.add_argument("--teacher", help="'imagenet' (the paper's), 'random' or a state-dict path; "
+    p.add_argument("--teacher", help="'imagenet' (the paper's), 'offline-pretrained', 'random' or a state-dict path; "
                                      "default $DSKD_TEACHER or imagenet")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--gpus", help="run categories in parallel, one worker per device: 'all', '0,1,3' or device names")

@@ -79,7 +79,7 @@ def test_teacher_imagenet_weights_come_from_the_torch_cache(tmp_path, monkeypatc
     assert teacher.weights_description.startswith("ImageNet")
 
 
-def test_failed_download_names_the_three_choices(tmp_path, monkeypatch):
+def test_failed_download_names_the_choices(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
 
     def offline(*args, **kwargs):
@@ -88,13 +88,33 @@ def test_failed_download_names_the_three_choices(tmp_path, monkeypatch):
     import torchvision.models._api as api
 
     monkeypatch.setattr(api, "load_state_dict_from_url", offline)
-    with pytest.raises(TeacherWeightsError, match="imagenet.*state_dict.*random"):
+    with pytest.raises(TeacherWeightsError, match="imagenet.*state_dict.*offline-pretrained.*random"):
         TeacherPyramid(ResNet18_Weights.IMAGENET1K_V1)
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path):
     with pytest.raises(TeacherWeightsError, match="does not exist"):
         TeacherPyramid(tmp_path / "nope.pth")
+
+
+def test_offline_teacher_loads_the_shipped_file_and_checks_its_checksum(tmp_path, monkeypatch):
+    import dskd.models.teacher as teacher_module
+
+    resnet = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "offline.pt"
+    torch.save({k: v for k, v in resnet.state_dict().items() if not k.startswith(("layer4", "fc"))}, path)
+    monkeypatch.setattr(teacher_module, "OFFLINE_TEACHER_PATH", path)
+    monkeypatch.setattr(teacher_module, "OFFLINE_TEACHER_SHA256", teacher_module.file_sha256(path, 64))
+    assert teacher_weights_from_name("offline-pretrained") == "offline-pretrained"
+    teacher = TeacherPyramid("offline-pretrained")
+    torch.testing.assert_close(teacher.layer2[0].conv1.weight, resnet.layer2[0].conv1.weight)
+    assert teacher.weights_description.startswith("offline-pretrained (no ImageNet; sha256 ")
+    monkeypatch.setattr(teacher_module, "OFFLINE_TEACHER_SHA256", "0" * 64)
+    with pytest.raises(TeacherWeightsError, match="does not have the recorded SHA-256"):
+        TeacherPyramid("offline-pretrained")
+    monkeypatch.setattr(teacher_module, "OFFLINE_TEACHER_PATH", tmp_path / "gone.pt")
+    with pytest.raises(TeacherWeightsError, match="missing from this installation.*pretrain-teacher"):
+        TeacherPyramid("offline-pretrained")
 
 
 def test_random_teacher_says_so():

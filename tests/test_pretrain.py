@@ -85,3 +85,25 @@ def test_pretrain_teacher_command_rejects_bad_sizes(capsys):
 
     assert main(["pretrain-teacher", "--n-categories", "1"]) == 2
     assert "n_categories must be >= 2" in capsys.readouterr().err
+
+
+def test_teacher_candidates_script_records_knn_and_ds_and_keeps_other_candidates(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "teacher_candidates", Path(__file__).resolve().parents[1] / "benchmarks" / "teacher_candidates.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    weights = tmp_path / "t.pt"
+    cfg = PretrainConfig(n_categories=3, per_category=2, image_size=32, epochs=1, batch_size=4)
+    save_teacher(*pretrain_teacher(cfg, progress=False), weights)
+    out = tmp_path / "candidates.json"
+    assert mod.main(["random", "--dataset", "synthetic", "--image-size", "32", "--ds-epochs", "1", "--out", str(out)]) == 0
+    assert mod.main([str(weights), "--dataset", "synthetic", "--image-size", "32", "--out", str(out)]) == 0
+    records = {r["candidate"]: r for r in json.loads(out.read_text())["records"]}
+    assert set(records) == {"random", str(weights)}
+    assert 0.0 <= records["random"]["ds"]["image_auroc"] <= 1.0 and records["random"]["ds"]["epochs"] == 1
+    assert records[str(weights)]["pretraining"]["config"]["n_categories"] == 3 and "ds" not in records[str(weights)]
+    assert records[str(weights)]["teacher"].startswith("file t.pt")

@@ -5,15 +5,19 @@ Which weights the teacher has is never implied. ``weights`` is one of
 * ``ResNet18_Weights.IMAGENET1K_V1`` (or ``"imagenet"``): torchvision's download into the torch cache,
   the weights the paper used;
 * a path to a local state dict (a torchvision ResNet18 state dict, or one holding only stem..layer3);
-* ``None`` (or ``"random"``): random initialisation, i.e. random network distillation. This is the
-  explicit offline mode; results produced with it are near chance on real data and say so.
+* ``"offline-pretrained"``: stem..layer3 pretrained here, offline, without natural-image data sets
+  (``dskd pretrain-teacher``; weights and their provenance ship in ``dskd/weights/``). The teacher
+  for machines that cannot download ImageNet weights; it is not the paper's teacher, and every
+  result made with it says so;
+* ``None`` (or ``"random"``): random initialisation, i.e. random network distillation. Results
+  produced with it are near chance on real data and say so.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import torch
 from torch import Tensor
@@ -24,7 +28,12 @@ from .pyramid import Pyramid, ResNet18Pyramid
 TeacherWeights = Union[ResNet18_Weights, str, os.PathLike, None]
 
 #: names accepted by ``TrainConfig.teacher`` / ``--teacher`` / ``DSKD_TEACHER`` (or a file path)
-TEACHER_NAMES = ("imagenet", "random")
+TEACHER_NAMES = ("imagenet", "offline-pretrained", "random")
+
+#: the offline teacher's weights (stem..layer3), shipped with the package; provenance in the .json beside it
+OFFLINE_TEACHER_PATH = Path(__file__).resolve().parents[1] / "weights" / "offline_pretrained_resnet18_layer3.pt"
+#: its full SHA-256, checked on every load
+OFFLINE_TEACHER_SHA256: Optional[str] = None
 
 
 class TeacherWeightsError(RuntimeError):
@@ -36,8 +45,9 @@ def _choices_text() -> str:
         "Choose one of: (1) teacher='imagenet' with internet access (torchvision downloads "
         "ResNet18_Weights.IMAGENET1K_V1 into the torch cache, $TORCH_HOME/hub/checkpoints); "
         "(2) teacher='/path/to/resnet18_state_dict.pth', a local copy of those weights; "
-        "(3) teacher='random' (or DSKD_TEACHER=random), a randomly initialised teacher, "
-        "whose results are near chance on real data."
+        "(3) teacher='offline-pretrained' (or DSKD_TEACHER=offline-pretrained), the teacher this package "
+        "ships, pretrained offline without natural-image data (not the paper's teacher); "
+        "(4) teacher='random', a randomly initialised teacher, whose results are near chance on real data."
     )
 
 
@@ -56,6 +66,8 @@ def _load_state_dict(weights: TeacherWeights) -> tuple[dict[str, Tensor] | None,
         return None, "random init (no pretraining)"
     if isinstance(weights, str) and weights == "imagenet":
         weights = ResNet18_Weights.IMAGENET1K_V1
+    if isinstance(weights, str) and weights == "offline-pretrained":
+        return _offline_state_dict(), f"offline-pretrained (no ImageNet; sha256 {file_sha256(OFFLINE_TEACHER_PATH)})"
     if isinstance(weights, ResNet18_Weights):
         try:
             state = weights.get_state_dict(progress=True, check_hash=True)
@@ -79,6 +91,18 @@ def _load_state_dict(weights: TeacherWeights) -> tuple[dict[str, Tensor] | None,
     raise TypeError(
         f"weights must be a ResNet18_Weights, 'imagenet', 'random', a path or None; got {weights!r}"
     )
+
+
+def _offline_state_dict() -> dict[str, Tensor]:
+    path = OFFLINE_TEACHER_PATH
+    if not path.is_file():
+        raise TeacherWeightsError(f"the offline-pretrained teacher's weights {str(path)!r} are missing from this "
+                                  "installation; recreate them with the command in "
+                                  f"{path.with_suffix('.json').name} ('dskd pretrain-teacher ...'). " + _choices_text())
+    if OFFLINE_TEACHER_SHA256 is not None and file_sha256(path, 64) != OFFLINE_TEACHER_SHA256:
+        raise TeacherWeightsError(f"{str(path)!r} does not have the recorded SHA-256 {OFFLINE_TEACHER_SHA256[:12]}...: "
+                                  "the file is damaged or was replaced")
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 class TeacherPyramid(ResNet18Pyramid):
@@ -118,11 +142,14 @@ def teacher_weights_from_name(name: str) -> TeacherWeights:
         return ResNet18_Weights.IMAGENET1K_V1
     if name == "random":
         return None
+    if name == "offline-pretrained":
+        return name
     if os.sep in name or name.endswith((".pt", ".pth")):
         return Path(name)
     raise ValueError(f"unknown teacher {name!r}: expected one of {TEACHER_NAMES} or a path to a state dict")
 
 
 def default_teacher_name() -> str:
-    """The teacher used when a config names none: ``$DSKD_TEACHER`` if set, else 'imagenet'."""
+    """The teacher used when a config names none: ``$DSKD_TEACHER`` if set, else 'imagenet' (the
+    paper's). Offline set-ups (this repository's Makefile, CI) set ``DSKD_TEACHER=offline-pretrained``."""
     return os.environ.get("DSKD_TEACHER", "imagenet")
