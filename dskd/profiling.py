@@ -578,7 +578,8 @@ def format_table(result: dict[str, Any]) -> str:
         f"fast = {result['settings']['speed_description']}",
         "",
         "| structure | size | params (M) | T / S_e / emb / S_d (M) | GFLOPs (GMACs) | latency b1 plain / fast (ms) "
-        "| fraction b1 fast | img/s b16 fast | peak mem (MB) | train img/s plain / fast | train fraction fast |",
+        f"| fraction b1 fast | img/s b{result['settings']['throughput_batch']} fast | peak mem (MB) "
+        "| train img/s plain / fast | train fraction fast |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["records"]:
