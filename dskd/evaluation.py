@@ -71,9 +71,12 @@ class SpeedOptions:
 
     @classmethod
     def fast(cls) -> "SpeedOptions":
-        """The fastest combination measured on a 2-core CPU (``benchmarks/speed.py``) whose maps agree
-        with the plain path within ``MAP_TOLERANCE["fp32"]``."""
-        return cls(fold_batchnorm=True, channels_last=True, winograd=True)
+        """BatchNorm folding + channels-last: faster than the plain path at batch 1 and at batch 16, on
+        the idle and on the loaded 2-core CPU (``benchmarks/speed.py``, ``results/benchmarks/speed*.json``),
+        maps equal within ``MAP_TOLERANCE["fp32"]``. Both other exact options are opt-in: Winograd buys
+        a few percent at batch 1 but was slower at batch 16 (``predict``'s default batch), and
+        ``compile`` recompiles for every new input shape (seconds to a minute each on a small CPU)."""
+        return cls(fold_batchnorm=True, channels_last=True)
 
     @property
     def tolerance(self) -> float:
@@ -132,6 +135,25 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
+_NNPACK_READY = False
+
+
+@torch.library.custom_op("dskd::nnpack_conv3x3", mutates_args=())
+def nnpack_conv3x3(x: Tensor, weight: Tensor, bias: Optional[Tensor], padding: list[int]) -> Tensor:
+    """A 3x3 stride-1 convolution by NNPACK (NCHW fp32), as an op ``torch.compile`` can trace
+    (a custom op with a fake kernel: inductor keeps it as one opaque call in the compiled graph)."""
+    global _NNPACK_READY
+    if not _NNPACK_READY:  # NNPACK fails ("SpatialConvolution_updateOutput failed") until initialised
+        _NNPACK_READY = winograd_available()
+    return torch._nnpack_spatial_convolution(x.contiguous(), weight.contiguous(), bias, padding, [1, 1])
+
+
+@nnpack_conv3x3.register_fake
+def _(x: Tensor, weight: Tensor, bias: Optional[Tensor], padding: list[int]) -> Tensor:
+    h, w = x.shape[-2] + 2 * padding[0] - 2, x.shape[-1] + 2 * padding[1] - 2
+    return x.new_empty((x.shape[0], weight.shape[0], h, w))
+
+
 class WinogradConv2d(nn.Module):
     """A 3x3 stride-1 Conv2d run by NNPACK (Winograd F(6x6, 3x3), or FFT, as NNPACK picks) when its
     input has at least ``min_area`` pixels and is fp32 on the CPU; otherwise the usual convolution.
@@ -149,7 +171,7 @@ class WinogradConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dtype == torch.float32 and x.device.type == "cpu" and x.shape[-2] * x.shape[-1] >= self.min_area:
             channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-            y = torch._nnpack_spatial_convolution(x.contiguous(), self.weight, self.bias, self.padding, [1, 1])
+            y = nnpack_conv3x3(x, self.weight, self.bias, self.padding)
             return y.contiguous(memory_format=torch.channels_last) if channels_last else y
         return F.conv2d(x, self.weight, self.bias, 1, self.padding)
 

@@ -147,13 +147,25 @@ def test_fold_batchnorm_is_exact_and_removes_every_batchnorm():
             torch.testing.assert_close(fb, fa, rtol=1e-4, atol=1e-4)
 
 
+# every option benchmarks/speed.py times; Winograd from 1 pixel on, so that the 64 px test input really
+# takes the NNPACK path (from 32 x 32 maps on, the default, it would only at 128 px and more)
 SPEED_VARIANTS = {
     "fold": SpeedOptions(fold_batchnorm=True),
     "channels_last": SpeedOptions(channels_last=True),
     "winograd_everywhere": SpeedOptions(winograd=True, winograd_min_area=1),
     "fast": SpeedOptions.fast(),
+    "fast+winograd": SpeedOptions(fold_batchnorm=True, channels_last=True, winograd=True, winograd_min_area=1),
     "bf16": SpeedOptions(fold_batchnorm=True, channels_last=True, bf16=True),
 }
+COMPILED_VARIANTS = {
+    "fast+compile": SpeedOptions(fold_batchnorm=True, channels_last=True, compile=True),
+    "fast+winograd+compile": SpeedOptions(fold_batchnorm=True, channels_last=True, winograd=True,
+                                          winograd_min_area=1, compile=True),
+}
+
+
+def _max_rel_diff(fast, plain):
+    return float((fast - plain).abs().max() / plain.abs().max())
 
 
 @pytest.mark.parametrize("name", list(SPEED_VARIANTS))
@@ -170,8 +182,100 @@ def test_optimised_and_plain_inference_give_the_same_maps(name):
     assert opts.tolerance == MAP_TOLERANCE["bf16" if opts.bf16 else "fp32"]
     if opts.winograd:  # the rewrite really happened, so the comparison is not vacuous
         assert any(isinstance(mod, WinogradConv2d) for mod in optimize_for_inference(m, opts).modules())
-    if name in ("fold", "fast", "bf16"):
+    if name in ("fold", "fast", "fast+winograd", "bf16"):
         assert err > 0  # different arithmetic, so the test could fail
+
+
+@pytest.fixture
+def count_nnpack_calls(monkeypatch):
+    """Count the calls of the NNPACK op that WinogradConv2d makes (eager mode)."""
+    import dskd.evaluation as ev
+
+    calls = []
+    op = ev.nnpack_conv3x3
+    monkeypatch.setattr(ev, "nnpack_conv3x3", lambda *a: calls.append(a[0].shape) or op(*a))
+    return calls
+
+
+def test_winograd_runs_nnpack_only_on_large_enough_maps(count_nnpack_calls):
+    if not winograd_available():
+        pytest.skip("NNPACK is not available in this torch build")
+    m = _model()
+    x = torch.randn(1, 3, 64, 64)
+    predict(m, x, speed=SpeedOptions(winograd=True))  # default: maps of 32 x 32 and more; the largest is 16 x 16
+    assert count_nnpack_calls == []
+    predict(m, x, speed=SpeedOptions(winograd=True, winograd_min_area=16 * 16))
+    assert count_nnpack_calls and all(s[-2] * s[-1] >= 16 * 16 for s in count_nnpack_calls)
+
+
+def test_nnpack_op_equals_conv2d_and_passes_opcheck():
+    if not winograd_available():
+        pytest.skip("NNPACK is not available in this torch build")
+    import torch.nn.functional as F
+
+    from dskd.evaluation import nnpack_conv3x3
+
+    g = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(2, 8, 12, 12, generator=g), torch.randn(16, 8, 3, 3, generator=g), torch.randn(16, generator=g)
+    for bias, pad in ((b, [1, 1]), (None, [0, 0])):
+        ref = F.conv2d(x, w, bias, padding=pad)
+        for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+            y = nnpack_conv3x3(inp, w, bias, pad)
+            assert y.shape == ref.shape
+            assert _max_rel_diff(y, ref) <= MAP_TOLERANCE["fp32"]
+        # schema, fake (meta) kernel and dispatch: what torch.compile relies on
+        torch.library.opcheck(nnpack_conv3x3, (x, w, bias, pad))
+
+
+def test_nnpack_op_works_in_a_fresh_process():
+    """NNPACK fails until initialised; the op initialises it itself (a compiled graph may call it first)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch\n"
+            "from dskd.evaluation import nnpack_conv3x3, winograd_available\n"
+            "x, w = torch.randn(1, 2, 8, 8), torch.randn(3, 2, 3, 3)\n"
+            "try:\n"
+            "    y = nnpack_conv3x3(x, w, None, [1, 1])\n"
+            "except RuntimeError as err:\n"
+            "    print('unavailable' if not winograd_available() else f'failed: {err}'); raise SystemExit\n"
+            "print(float((y - torch.nn.functional.conv2d(x, w, padding=1)).abs().max()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    if out.stdout.strip() == "unavailable":
+        pytest.skip("NNPACK is not available in this torch build")
+    assert not out.stdout.startswith("failed"), out.stdout
+    assert float(out.stdout.strip()) < 1e-3
+
+
+def _have_compiler() -> bool:
+    import shutil
+
+    return any(shutil.which(c) for c in ("c++", "g++", "clang++"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(COMPILED_VARIANTS))
+def test_compiled_inference_gives_the_same_maps(name):
+    opts = COMPILED_VARIANTS[name]
+    if opts.winograd and not winograd_available():
+        pytest.skip("NNPACK is not available in this torch build")
+    if not _have_compiler():
+        pytest.skip("torch.compile (inductor) needs a C++ compiler")
+    from torch._inductor.utils import run_and_get_code
+
+    m = _model()
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    fast = optimize_for_inference(m, opts)
+    maps, code = run_and_get_code(lambda: predict(fast, x).maps)  # the first call compiles
+    assert code, "nothing was compiled"
+    err = _max_rel_diff(maps, predict(m, x).maps)
+    assert err <= opts.tolerance, f"{name}: max relative difference {err:.2e} > {opts.tolerance:.0e}"
+    assert err > 0  # folded weights change the rounding, so the test could fail
+    # the compiled graph calls the NNPACK op (traced, not a graph break), or not at all
+    assert ("nnpack_conv3x3" in "\n".join(code)) == opts.winograd
 
 
 def test_fast_inference_on_a_dataset_with_workers():
