@@ -211,3 +211,22 @@ def test_skimage_sources_without_skimage_say_so(monkeypatch):
 def test_bad_ssl_config_is_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         PretrainConfig(**kwargs)
+
+
+def test_pretrain_teacher_command_runs_the_ssl_recipe(tmp_path, capsys):
+    import json
+
+    from dskd.cli import main
+
+    out = tmp_path / "ssl.pt"
+    assert main(["pretrain-teacher", "--recipe", "ssl", "--out", str(out), "--image-size", "32", "--epochs", "1",
+                 "--batch-size", "8", "--ssl-steps-per-epoch", "2", "--ssl-grey", "1", "--ssl-min-scale", "0.05"]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["recipe"] == "ssl" and meta["config"]["ssl_steps_per_epoch"] == 2
+    assert meta["config"]["ssl_grey"] == 1.0 and meta["config"]["ssl_min_scale"] == 0.05
+    assert meta["source_images"] == ["sklearn:china.jpg", "sklearn:flower.jpg"]
+    printed = capsys.readouterr().out
+    assert "rotation accuracy" in printed and "sklearn:china.jpg" in printed
+    TeacherPyramid(out)
+    assert main(["pretrain-teacher", "--recipe", "mix", "--batch-size", "6"]) == 2
+    assert "multiple of 4" in capsys.readouterr().err
