@@ -320,17 +320,21 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def cmd_pretrain_teacher(args: argparse.Namespace) -> int:
     from .pretrain import PretrainConfig, pretrain_teacher, save_teacher
 
-    fields = ("n_categories", "per_category", "image_size", "epochs", "batch_size", "lr", "seed")
+    fields = ("n_categories", "per_category", "image_size", "epochs", "batch_size", "lr", "seed", "recipe",
+              "ssl_sources", "ssl_steps_per_epoch", "ssl_min_scale", "ssl_grey", "ssl_weight")
     cfg = PretrainConfig(**{k: getattr(args, k) for k in fields if getattr(args, k) is not None})
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     state, record = pretrain_teacher(cfg, progress=True)
-    path = save_teacher(state, record, args.out)
+    path = save_teacher(state, record, args.out or f"runs/teacher/offline_{cfg.recipe}.pt")
     last = record["history"][-1]
-    print(f"teacher: {path} (sha256 {record.get('sha256', '?')}); {record['wall_seconds']:.0f} s; "
-          f"last epoch loss {last['loss']:.3f}, accuracy {last['accuracy']:.3f}")
+    shown = ", ".join(f"{k.replace('_', ' ')} {last[k]:.3f}" for k in ("loss", "accuracy", "rotation_accuracy")
+                      if k in last)
+    sources = f"; source images {', '.join(record['source_images'])}" if record["source_images"] else ""
+    print(f"teacher ({cfg.recipe}): {path} (sha256 {record.get('sha256', '?')}); {record['wall_seconds']:.0f} s; "
+          f"last epoch {shown}{sources}")
     print(f"use it with --teacher {path}")
     return 0
 
@@ -426,18 +430,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="JSON file stem (default: a slug of the CPU model)")
     p.set_defaults(func=cmd_profile)
 
-    p = sub.add_parser("pretrain-teacher", help="pretrain the teacher's stem..layer3 offline on fractals (no download)",
-                       description="Formula-driven pretraining (FractalDB-style fractal categories) of ResNet18 "
-                                   "stem..layer3, for a teacher worth distilling from where ImageNet weights cannot "
-                                   "be downloaded. Writes the weights and a provenance JSON beside them.")
-    p.add_argument("--out", default="runs/teacher/offline_fractal.pt", help="weights file (a .json is written beside it)")
-    p.add_argument("--n-categories", type=int, help="fractal categories (classes)")
-    p.add_argument("--per-category", type=int, help="images per category")
-    p.add_argument("--image-size", type=int, help="rendered image size")
+    p = sub.add_parser("pretrain-teacher", help="pretrain the teacher's stem..layer3 offline (fractals and/or "
+                                                "self-supervision on shipped natural images; no download)",
+                       description="Pretraining of ResNet18 stem..layer3 without a download, for a teacher worth "
+                                   "distilling from where ImageNet weights cannot be had. --recipe fractal: "
+                                   "formula-driven (FractalDB-style fractal categories); ssl: RotNet on heavily "
+                                   "augmented crops of the natural images installed packages ship (scikit-learn's "
+                                   "sample images), after Asano et al. 2020; mix: both losses each step. Writes the "
+                                   "weights and a provenance JSON beside them.")
+    p.add_argument("--recipe", choices=("fractal", "ssl", "mix"), help="what the backbone learns from "
+                   "(default fractal)")
+    p.add_argument("--out", help="weights file, a .json is written beside it (default "
+                                 "runs/teacher/offline_<recipe>.pt)")
+    p.add_argument("--n-categories", type=int, help="fractal categories (classes); fractal and mix")
+    p.add_argument("--per-category", type=int, help="images per category; fractal and mix")
+    p.add_argument("--image-size", type=int, help="rendered image / crop size")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="images per step and per task (a multiple of 4 for ssl and mix)")
     p.add_argument("--lr", type=float, help="peak learning rate (one-cycle SGD)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--ssl-sources", choices=("sklearn", "skimage", "sklearn+skimage"),
+                   help="natural images to crop (default sklearn: china.jpg, flower.jpg; skimage needs scikit-image)")
+    p.add_argument("--ssl-steps-per-epoch", type=int, help="steps per epoch of the ssl recipe (default 100)")
+    p.add_argument("--ssl-min-scale", type=float, help="smallest crop as a fraction of the image area (default 0.01)")
+    p.add_argument("--ssl-grey", type=float, help="probability of a greyscale crop (default 0.5)")
+    p.add_argument("--ssl-weight", type=float, help="mix: weight of the rotation loss (default 1)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.set_defaults(func=cmd_pretrain_teacher)
 
