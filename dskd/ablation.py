@@ -25,6 +25,8 @@ from .provenance import provenance, write_json
 from .training import data_description, dataset_for, run_key, train_or_load
 
 RESULTS_SCHEMA = 1
+#: test images per defect type (and normal images) whose maps each study keeps for the chapters' browsers
+EXAMPLES_PER_TYPE = 2
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,51 @@ def merge_records(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[
     return [r for r in old if key(r) not in replaced] + list(new)
 
 
+def example_indices(defect_types: Sequence[str], per_type: int = EXAMPLES_PER_TYPE) -> list[int]:
+    """The first ``per_type`` test images of every defect type ('good' first), in split order: the
+    same images for every variant and seed of every study."""
+    order = ["good"] + sorted(set(defect_types) - {"good"})
+    return [i for t in order for i in [j for j, d in enumerate(defect_types) if d == t][:per_type]]
+
+
+def examples_path(results_file: Path | str) -> Path:
+    return Path(results_file).with_name(Path(results_file).stem + "_examples.npz")
+
+
+def save_examples(path: Path, examples: dict[str, dict[str, Any]], test_set) -> Path:
+    """Write (and merge into) ``<study>_examples.npz``: the example images (uint8), masks, defect
+    types and, per variant, its seed-0 anomaly maps (float16)."""
+    old = load_examples(path)
+    maps = dict(old.get("maps", {}))
+    for name, ex in examples.items():
+        maps[name] = ex["maps"]
+    first = next(iter(examples.values()))
+    idx = first["indices"]
+    if old and list(old["indices"]) != list(idx):
+        maps = {name: ex["maps"] for name, ex in examples.items()}  # another split: start again
+    images = np.stack([test_set[i]["image"].numpy() for i in idx])  # (N, 3, H, W), normalised
+    lo, hi = images.min(axis=(1, 2, 3), keepdims=True), images.max(axis=(1, 2, 3), keepdims=True)
+    images = np.round(255 * (images - lo) / np.maximum(hi - lo, 1e-8)).astype(np.uint8).transpose(0, 2, 3, 1)
+    names = sorted(maps)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, indices=np.asarray(idx), images=images, masks=first["masks"].astype(np.uint8),
+                        defect_types=np.asarray(first["defect_types"]), variants=np.asarray(names),
+                        **{f"maps_{i}": maps[n].astype(np.float16) for i, n in enumerate(names)})
+    return path
+
+
+def load_examples(path: Path | str) -> dict[str, Any]:
+    """The examples file of a study as a dict (``maps``: variant -> (N, H, W)), or {} if absent."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    with np.load(path) as z:
+        names = [str(n) for n in z["variants"]]
+        return {"indices": z["indices"], "images": z["images"], "masks": z["masks"],
+                "defect_types": [str(t) for t in z["defect_types"]],
+                "maps": {n: z[f"maps_{i}"].astype(np.float32) for i, n in enumerate(names)}}
+
+
 def run_study(
     study: str,
     base: TrainConfig,
@@ -119,6 +166,7 @@ def run_study(
     """Train (or load) and evaluate every (variant, seed); write and return the results file."""
     chosen = study_variants(study, variants)
     new_records = []
+    examples: dict[str, dict[str, Any]] = {}
     for seed in seeds:
         for variant in chosen:
             cfg = base.replace(seed=seed, **variant.train)
@@ -126,7 +174,14 @@ def run_study(
             result = train_or_load(cfg, progress=progress)
             infer = {k: getattr(cfg, k) for k in ("sigma", "layers", "lam", "normalization")}
             infer.update(variant.infer)
-            report = evaluate(result.model, dataset_for(cfg, "test"), batch_size=cfg.batch_size, **infer)
+            test_set = dataset_for(cfg, "test")
+            report = evaluate(result.model, test_set, batch_size=cfg.batch_size, **infer)
+            if seed == 0:  # the browsers show seed 0; other seeds only add numbers
+                pred = report.prediction
+                idx = example_indices(pred.defect_types)
+                examples[variant.name] = {"indices": idx, "maps": pred.maps[idx].numpy(),
+                                          "masks": pred.masks[idx].numpy(),
+                                          "defect_types": [pred.defect_types[i] for i in idx]}
             new_records.append({
                 "study": study, "variant": variant.name, "seed": seed, "run_key": run_key(cfg),
                 "image_auroc": report.image_auroc, "pixel_auroc": report.pixel_auroc, "pro": report.pro,
@@ -148,6 +203,8 @@ def run_study(
     if write:
         write_json(path, data)
         data["path"] = str(path)
+        if examples:
+            data["examples_path"] = str(save_examples(examples_path(path), examples, test_set))
     return data
 
 

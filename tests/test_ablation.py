@@ -3,7 +3,7 @@ import json
 import pytest
 
 from dskd.ablation import (
-    PAPER_RESULTS, STUDIES, load_results, merge_records, run_study, study_variants, summarize, write_study,
+    PAPER_RESULTS, STUDIES, example_indices, load_examples, load_results, merge_records, run_study, study_variants, summarize, write_study,
 )
 from dskd.cli import main
 from dskd.config import TrainConfig
@@ -49,6 +49,25 @@ def test_appending_keeps_earlier_records(tmp_path):
     assert len(again["records"]) == 3  # a rerun replaces its own record, keeps the others
     rows = summarize(again["records"], "lambda")
     assert [r["variant"] for r in rows] == ["lambda=0", "lambda=1"] and rows[1]["n_seeds"] == 2
+
+
+@pytest.mark.slow
+def test_studies_keep_example_maps_per_variant_and_merge_them(tmp_path):
+    first = run_study("sigma", TINY, variants=["sigma=0"], out_dir=tmp_path, progress=False)
+    run_study("sigma", TINY, variants=["sigma=8"], seeds=[1], out_dir=tmp_path, progress=False)  # no seed 0
+    run_study("sigma", TINY, variants=["sigma=8"], out_dir=tmp_path, progress=False)
+    ex = load_examples(first["examples_path"])
+    assert sorted(ex["maps"]) == ["sigma=0", "sigma=8"]
+    n = len(ex["indices"])
+    assert ex["images"].shape == (n, 64, 64, 3) and ex["images"].dtype.name == "uint8"
+    assert ex["masks"].shape == (n, 64, 64) and ex["maps"]["sigma=0"].shape == (n, 64, 64)
+    assert ex["defect_types"][0] == "good" and len(set(ex["defect_types"])) > 1
+    assert not (ex["maps"]["sigma=0"] == ex["maps"]["sigma=8"]).all()  # blurring changed the maps
+
+
+def test_example_indices_take_the_first_images_of_each_type():
+    types = ["crack", "good", "crack", "good", "hole", "good", "crack"]
+    assert example_indices(types, 2) == [1, 3, 0, 2, 4]
 
 
 def test_merge_replaces_only_the_same_run():
