@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -197,15 +198,35 @@ def run_study(
                     training=result.provenance, wall_seconds=round(time.perf_counter() - started, 2)),
             })
     path = results_path(out_dir, base, study)
-    data = load_results(path)
-    data.update(schema=RESULTS_SCHEMA, study=study, dataset=data_description(base),
-                records=merge_records(data["records"], new_records))
-    if write:
-        write_json(path, data)
-        data["path"] = str(path)
-        if examples:
-            data["examples_path"] = str(save_examples(examples_path(path), examples, test_set))
+    with _locked(path if write else None):  # several `dskd ablate` processes may share a results file
+        data = load_results(path)
+        data.update(schema=RESULTS_SCHEMA, study=study, dataset=data_description(base),
+                    records=merge_records(data["records"], new_records))
+        if write:
+            write_json(path, data)
+            data["path"] = str(path)
+            if examples:
+                data["examples_path"] = str(save_examples(examples_path(path), examples, test_set))
     return data
+
+
+@contextmanager
+def _locked(path: Optional[Path]) -> Iterator[None]:
+    """An exclusive lock on ``<path>.lock`` (POSIX; no lock elsewhere or when ``path`` is None)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: one process at a time is the user's job
+        fcntl = None
+    if path is None or fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def summarize(records: Sequence[dict[str, Any]], study: str) -> list[dict[str, Any]]:

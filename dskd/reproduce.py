@@ -302,7 +302,13 @@ def _train_or_resume(job: Job, cfg: TrainConfig, folder: Path, *, checkpoint_eve
     from .checkpoint import load_checkpoint, read_checkpoint
     from .training import TrainResult, train
 
+    from .training import cache_dir, run_key
+
     ckpt = folder / "checkpoint.pt"
+    shared = cache_dir() / run_key(cfg) / "checkpoint.pt"  # the same run trained by `dskd ablate` / train_or_load
+    if not ckpt.is_file() and shared.is_file() and int(read_checkpoint(shared)["epoch"]) >= cfg.epochs:
+        print(f"[{job.label}] using the identical finished run {shared}", flush=True)
+        ckpt = shared
     if ckpt.is_file():
         epoch = int(read_checkpoint(ckpt)["epoch"])
         if epoch >= cfg.epochs:

@@ -298,6 +298,9 @@ def train_or_load(cfg: TrainConfig, *, progress: bool = True, callbacks: Sequenc
         prov = payload["provenance"]
         return TrainResult(model.to(resolve_device(cfg.device)), cfg, list(payload["history"]),
                            float(prov.get("train_seconds", 0.0)), prov, path, {"cached": True})
-    result = train(cfg, out_dir=folder, progress=progress, callbacks=callbacks)
+    # speed options only (not in the config): the teacher's features are computed once per image (the
+    # data sets do not augment) and Adam runs fused; losses equal the plain path's up to rounding
+    result = train(cfg, out_dir=folder, progress=progress, callbacks=callbacks, cache_teacher=True,
+                   fused_adam=resolve_device(cfg.device).type in ("cpu", "cuda"))
     result.extra["cached"] = False
     return result

@@ -183,6 +183,22 @@ def test_mt_defects_fake_tree_resume_after_interrupt(tmp_path):
     assert reproduce("mt-defects", None, **kw)["jobs"][0]["status"] == "skipped (result exists)"
 
 
+def test_mt_defects_reuses_the_identical_run_of_the_ablation_cache(tmp_path, monkeypatch, capsys):
+    from dskd.reproduce import paper_config
+    from dskd.training import train_or_load
+
+    monkeypatch.setenv("DSKD_CACHE", str(tmp_path / "cache"))
+    data, out, runs = make_mt(tmp_path / "magnetic-tile"), tmp_path / "results", tmp_path / "runs"
+    kw = dict(out_dir=out, runs_dir=runs, data_root=str(data), progress=False, **TINY)
+    cfg = paper_config("mt-defects", None, seed=0, **{k: kw[k] for k in ("epochs", "teacher", "image_size",
+                                                                         "batch_size", "device", "data_root")})
+    trained = train_or_load(cfg, progress=False)
+    reproduce("mt-defects", None, **kw)
+    assert "using the identical finished run" in capsys.readouterr().out
+    rec = json.loads((out / "mt-defects" / "seed0.json").read_text())
+    assert rec["training"]["history"] == trained.history
+
+
 def test_mt_defects_real_data_plan(data_mt_root, capsys):
     """The real MT Defects folder is found and split as documented (no image is read: no training here)."""
     from dskd.reproduce import ensure_data, split_description
