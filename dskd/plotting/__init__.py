@@ -15,6 +15,10 @@ from .data import plot_dataset_sample, plot_defect_counts, plot_defect_grid, plo
 from .features import (
     plot_conv1_filters, plot_discrepancy_maps, plot_feature_channel, plot_feature_pyramid, plot_score_histograms,
 )
+from .teacher import (
+    plot_image_grid, plot_teacher_candidates, plot_teacher_defect_types, plot_teacher_distance_maps,
+    plot_teacher_features, plot_teacher_filters, plot_teacher_scores,
+)
 from .complexity import plot_fractions, plot_speedups, plot_table6, plot_time_breakdown
 from .style import FEATURE_CMAP, MAP_CMAP, STYLE, clean_axes, dskd_style, provenance_title, to_numpy_image
 
@@ -27,5 +31,7 @@ __all__ = [
     "plot_pro_regions", "plot_pro_threshold", "plot_pro_variants", "plot_roc_curves",
     "plot_dataset_sample", "plot_defect_counts", "plot_defect_grid", "plot_sample",
     "plot_conv1_filters", "plot_discrepancy_maps", "plot_feature_channel", "plot_feature_pyramid", "plot_score_histograms",
+    "plot_image_grid", "plot_teacher_candidates", "plot_teacher_defect_types", "plot_teacher_distance_maps",
+    "plot_teacher_features", "plot_teacher_filters", "plot_teacher_scores",
     "FEATURE_CMAP", "MAP_CMAP", "STYLE", "clean_axes", "dskd_style", "provenance_title", "to_numpy_image",
 ]
