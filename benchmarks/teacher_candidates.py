@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 try:
     import dskd  # noqa: F401  (only to test that the package is installed)
@@ -54,8 +56,9 @@ def judge(candidate: str, base: TrainConfig, ds_epochs: int = 0, seed: int = 0,
     """kNN proxy (and DS at ``ds_epochs`` when > 0) for one candidate teacher."""
     train_set, test_set = dataset_for(base, "train"), dataset_for(base, "test")
     started = time.perf_counter()
+    torch.manual_seed(seed)  # the random teacher's weights (and DS's students) come from this seed
     teacher = TeacherPyramid(teacher_weights_from_name(candidate))
-    record: dict[str, Any] = {"candidate": candidate, "teacher": teacher.weights_description,
+    record: dict[str, Any] = {"candidate": candidate, "seed": seed, "teacher": teacher.weights_description,
                               "pretraining": _pretrain_record(candidate),
                               "knn_image_auroc": knn_image_auroc(teacher, train_set, test_set),
                               "knn_seconds": round(time.perf_counter() - started, 1)}

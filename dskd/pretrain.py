@@ -373,8 +373,11 @@ def pretrain_teacher(cfg: PretrainConfig, progress: bool = True) -> tuple[dict[s
     "rotation_accuracy" / "rotation_loss" (RotNet), as the recipe has them; ``source_images`` names
     the natural images used (none for "fractal").
     """
+    from .provenance import git_commit
+
     torch.manual_seed(cfg.seed)
     started = time.perf_counter()
+    commit_at_start = git_commit()  # the code that runs; the repository may move on before the end
     use_fractal, use_ssl = cfg.recipe in ("fractal", "mix"), cfg.recipe in ("ssl", "mix")
     images = labels = None
     if use_fractal:
@@ -445,6 +448,7 @@ def pretrain_teacher(cfg: PretrainConfig, progress: bool = True) -> tuple[dict[s
             row["rotation_accuracy"] = sums["rot_correct"] / sums["rot_seen"]
         history.append(row)
     record = {"recipe": cfg.recipe, "method": _METHODS[cfg.recipe], "config": asdict(cfg),
+              "git_commit_at_start": commit_at_start,
               "source_images": names, "history": history, "render_seconds": round(render_seconds, 1),
               "wall_seconds": round(time.perf_counter() - started, 1)}
     state = {k: v.detach().clone() for k, v in model.backbone.state_dict().items()}
