@@ -53,7 +53,8 @@ from .provenance import provenance, write_json
 __all__ = [
     "BENCHMARKS", "Job", "ResultConflictError", "parse_categories", "parse_devices", "paper_config", "make_jobs",
     "result_path", "run_folder", "job_state", "ensure_data", "run_job", "run_jobs", "reproduce",
-    "collect_results", "build_tables", "table_markdown", "write_tables", "reproduce_command",
+    "collect_results", "build_tables", "table_markdown", "write_tables", "reproduce_command", "run_rows",
+    "runs_markdown", "paper_gaps", "redraw_examples",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -629,8 +630,69 @@ def _ours(records: list[dict[str, Any]],
         "paper_setting": not devs,
         "deviations": devs,
         "teacher": sorted({r["provenance"]["teacher"] for r in records}),
+        "epochs": sorted({e for r in records if (e := _run_field(r, "epochs")) is not None}),
+        "image_size": sorted({e for r in records if (e := _run_field(r, "image_size")) is not None}),
+        "devices": sorted({d for r in records if (d := r.get("provenance", {}).get("device"))}),
         "results": [r["_path"] for r in records],
     }
+
+
+def _run_field(record: dict[str, Any], name: str) -> Any:
+    """A setting of one run as its provenance records it (the config's value if the provenance lacks it)."""
+    value = record.get("provenance", {}).get(name)
+    return record.get("config", {}).get(name) if value is None else value
+
+
+def _in_paper_order(benchmark: str, results: dict[Optional[str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    order = {c: i for i, c in enumerate(BENCHMARKS[benchmark]["categories"])}
+    return sorted((r for recs in results.values() for r in recs),
+                  key=lambda r: (order.get(r.get("category"), len(order)), r.get("seed", 0)))
+
+
+def run_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per result record: what produced it (teacher, epochs, image size, device, commit, command)
+    and its metrics in percent. Fields a record lacks are None."""
+    rows = []
+    for r in records:
+        prov, training = r.get("provenance", {}), r.get("training", {})
+        metrics = r.get("metrics", {})
+        rows.append({
+            "category": r.get("category"), "seed": r.get("seed"), "teacher": prov.get("teacher"),
+            "epochs": _run_field(r, "epochs"), "image_size": _run_field(r, "image_size"),
+            "device": prov.get("device"), "train_seconds": training.get("train_seconds"),
+            "n_train": prov.get("n_train"), "n_test": prov.get("n_test"), "split": prov.get("split"),
+            "time_utc": prov.get("time_utc"), "git_commit": prov.get("git_commit"),
+            "paper_setting": not r.get("deviations_from_paper"), "deviations": list(r.get("deviations_from_paper", [])),
+            "metrics": {m: None if metrics.get(m) is None else round(100 * metrics[m], 2) for m in METRICS},
+            "result": r.get("_path"), "figures": list(r.get("figures", [])), "command": r.get("reproduce_command"),
+            "checkpoint": training.get("checkpoint"),
+        })
+    return rows
+
+
+def _duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "n/a"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def runs_markdown(runs: Sequence[dict[str, Any]], *, metrics: Sequence[str] = METRICS) -> str:
+    """The runs behind a table (rows of :func:`run_rows`) as Markdown: one row per result file, naming
+    its teacher weights, epochs, image size and device beside its metrics (%)."""
+    names = {"image_auroc": "Image AUROC", "pixel_auroc": "Pixel AUROC", "pro": "PRO"}
+    with_cat = any(r["category"] for r in runs)
+    header = (["Category"] if with_cat else []) + ["Seed", "Teacher", "Epochs", "Image size", "Device",
+                                                   "Training time", *(names[m] for m in metrics)]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for r in runs:
+        size = "n/a" if r["image_size"] is None else f"{r['image_size']}x{r['image_size']}"
+        cells = ([display_name(r["category"])] if with_cat else []) + [
+            str(r["seed"]), r["teacher"] or "n/a", "n/a" if r["epochs"] is None else str(r["epochs"]), size,
+            r["device"] or "n/a", _duration(r["train_seconds"]), *(_f(r["metrics"][m]) for m in metrics)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _metric(name: str) -> Callable[[dict[str, Any]], Optional[float]]:
@@ -658,29 +720,34 @@ def _table_rows(benchmark: str, results: dict, out_dir: PathLike, columns: dict[
     return rows, mean
 
 
-def build_tables(out_dir: PathLike, benchmark: str) -> dict[str, dict[str, Any]]:
-    """The benchmark's tables as dicts (paper numbers, ours, commands for missing cells, provenance)."""
+def build_tables(out_dir: PathLike, benchmark: str, *,
+                 command_out_dir: Optional[PathLike] = None) -> dict[str, dict[str, Any]]:
+    """The benchmark's tables as dicts (paper numbers, ours, the runs behind ours, commands for missing
+    cells, provenance). ``command_out_dir``: the ``--out-dir`` those commands name (default ``out_dir``;
+    a notebook in ``notebooks/`` reads ``../results`` but prints commands for the repository root)."""
     results = collect_results(out_dir, benchmark)
+    cmd_out = out_dir if command_out_dir is None else command_out_dir
     missing = [c for c in BENCHMARKS[benchmark]["categories"] if c not in results]
-    fill = (reproduce_command(benchmark, missing if benchmark != "mt-defects" else [], out_dir=out_dir)
+    fill = (reproduce_command(benchmark, missing if benchmark != "mt-defects" else [], out_dir=cmd_out)
             if missing else None)
     common = {"benchmark": benchmark, "unit": "%", "fill_missing": fill,
+              "runs": run_rows(_in_paper_order(benchmark, results)),
               "provenance": provenance("cpu", made_by="dskd.reproduce.build_tables", results_dir=str(out_dir))}
     common["provenance"].pop("device")
     tables: dict[str, dict[str, Any]] = {}
     if benchmark == "mvtec":
-        rows, mean = _table_rows(benchmark, results, out_dir, {"image_auroc": _metric("image_auroc")})
+        rows, mean = _table_rows(benchmark, results, cmd_out, {"image_auroc": _metric("image_auroc")})
         tables["table1"] = {"table": "Table 1", "title": "Image-level AUROC (%) on MVTec AD",
                             "methods": list(TABLE1_METHODS), "paper": TABLE1, "rows": rows, "mean": mean, **common}
-        rows, mean = _table_rows(benchmark, results, out_dir, {"pixel_auroc": _metric("pixel_auroc"),
+        rows, mean = _table_rows(benchmark, results, cmd_out, {"pixel_auroc": _metric("pixel_auroc"),
                                                                "pro": _metric("pro")})
         tables["table2"] = {"table": "Table 2", "title": "Pixel-level AUROC (%) / PRO (%) on MVTec AD",
                             "methods": list(TABLE2_METHODS), "paper": TABLE2, "rows": rows, "mean": mean, **common}
     elif benchmark == "mvtec3d":
-        rows, mean = _table_rows(benchmark, results, out_dir, {"image_auroc": _metric("image_auroc")})
+        rows, mean = _table_rows(benchmark, results, cmd_out, {"image_auroc": _metric("image_auroc")})
         tables["table3"] = {"table": "Table 3", "title": "Image-level AUROC (%) on MVTec 3D-AD (RGB)",
                             "methods": list(TABLE3_METHODS), "paper": TABLE3, "rows": rows, "mean": mean, **common}
-        rows, mean = _table_rows(benchmark, results, out_dir, {"pixel_auroc": _metric("pixel_auroc"),
+        rows, mean = _table_rows(benchmark, results, cmd_out, {"pixel_auroc": _metric("pixel_auroc"),
                                                                "pro": _metric("pro")})
         tables["table4"] = {"table": "Table 4", "title": "Pixel-level AUROC (%) and PRO (%) on MVTec 3D-AD (RGB)",
                             "methods": [OURS], "paper": {OURS: TABLE4}, "rows": rows, "mean": mean, **common}
@@ -694,7 +761,7 @@ def build_tables(out_dir: PathLike, benchmark: str) -> dict[str, dict[str, Any]]
                             "methods": list(TABLE5_METHODS), "metrics": list(METRICS),
                             "paper": {m: list(v) for m, v in TABLE5.items()}, "ours": ours, "per_defect_type": per_type,
                             "command": (recs[0]["reproduce_command"] if recs
-                                        else reproduce_command(benchmark, out_dir=out_dir)),
+                                        else reproduce_command(benchmark, out_dir=cmd_out)),
                             **common}
     return tables
 
@@ -723,7 +790,7 @@ def _fmt_ours(cell: Optional[dict[str, Any]]) -> str:
     return text + ("" if cell["paper_setting"] else "*")
 
 
-def _notes(table: dict[str, Any], cells: Iterable[Optional[dict[str, Any]]]) -> list[str]:
+def _notes(table: dict[str, Any], cells: Iterable[Optional[dict[str, Any]]], generated: bool = True) -> list[str]:
     cells = [c for c in cells if c]
     lines = ["", f"Paper's numbers: Table {table['table'].split()[-1]} of Yao et al. (transcribed in "
              "`dskd/paper_results.py`; '-' = not reported there). \"Ours (rebuild)\": this package, mean over seeds "
@@ -734,15 +801,24 @@ def _notes(table: dict[str, Any], cells: Iterable[Optional[dict[str, Any]]]) -> 
     teachers = sorted({t for c in cells for t in c["teacher"]})
     if teachers:
         lines.append(f"Teacher weights of the rebuild's runs: {', '.join(teachers)}.")
+    if table.get("runs"):
+        metrics = {"Table 1": ("image_auroc",), "Table 3": ("image_auroc",), "Table 2": ("pixel_auroc", "pro"),
+                   "Table 4": ("pixel_auroc", "pro")}.get(table["table"], METRICS)
+        lines += ["", "Runs behind \"Ours (rebuild)\" (one row per result file, as each file records them):", "",
+                  runs_markdown(table["runs"], metrics=metrics)]
     if table.get("fill_missing"):
         lines += ["", f"{DASH}: no run yet. Fill the missing cells with:", "", "```", table["fill_missing"], "```"]
-    prov = table["provenance"]
-    lines += ["", f"Generated {prov['time_utc']} by `{prov['command']}` at commit {prov['git_commit']}."]
+    if generated:
+        prov = table["provenance"]
+        lines += ["", f"Generated {prov['time_utc']} by `{prov['command']}` at commit {prov['git_commit']}."]
     return lines
 
 
-def table_markdown(table: dict[str, Any]) -> str:
-    """A table in the paper's layout, as Markdown, with the paper's and the rebuild's numbers side by side."""
+def table_markdown(table: dict[str, Any], *, generated: bool = True) -> str:
+    """A table in the paper's layout, as Markdown, with the paper's and the rebuild's numbers side by side.
+
+    ``generated=False`` leaves out the last line (when, by which command and at which commit the table
+    was built), for a page that builds the table itself from the result files."""
     title = f"# {table['table']}. {table['title']}"
     name = table["table"]
     lines = [title, ""]
@@ -822,7 +898,7 @@ def table_markdown(table: dict[str, Any]) -> str:
                       "| Defect type | Image-level AUROC | Pixel-level AUROC | PRO |", "| --- | --- | --- | --- |"]
             for t, ms in table["per_defect_type"].items():
                 lines.append(f"| {t} | " + " | ".join(_fmt_ours(ms[m]) for m in METRICS) + " |")
-    lines += _notes(table, cells)
+    lines += _notes(table, cells, generated)
     return "\n".join(lines) + "\n"
 
 
@@ -835,3 +911,99 @@ def write_tables(out_dir: PathLike, benchmark: str) -> list[Path]:
         base.with_suffix(".md").write_text(table_markdown(table))
         paths.append(base.with_suffix(".md"))
     return paths
+
+
+# ------------------------------------------------------------------------------------- the chapter's view
+_TABLE_METRICS = {"Table 1": ("image_auroc",), "Table 3": ("image_auroc",), "Table 2": ("pixel_auroc", "pro"),
+                  "Table 4": ("pixel_auroc", "pro"), "Table 5": METRICS}
+
+
+def _paper_ours(table: dict[str, Any], category: Optional[str], metric: str) -> Optional[float]:
+    """The paper's DSKD number for one cell of a table (a dict of :func:`build_tables`, or its JSON)."""
+    name = table["table"]
+    if name == "Table 5":
+        return table["paper"][OURS][list(METRICS).index(metric)]
+    value = table["paper"][OURS][category]
+    if name in ("Table 1", "Table 3"):
+        return value
+    return value[0 if metric == "pixel_auroc" else 1]
+
+
+def paper_gaps(table: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every cell where this rebuild has a number beside the paper's: rebuild minus paper, in points.
+
+    One dict per (category, metric) with ``paper``, ``ours``, ``std``, ``diff``, ``n_seeds``,
+    ``paper_setting`` and ``deviations``; cells without a run of ours are left out.
+    """
+    metrics = _TABLE_METRICS[table["table"]]
+    cells = ([(None, "MT Defects", table["ours"])] if table["table"] == "Table 5" and table.get("ours") else
+             [(r["category"], r["name"], r["ours"]) for r in table.get("rows", []) if r.get("ours")])
+    gaps = []
+    for category, name, ours in cells:
+        for m in metrics:
+            cell, paper = ours.get(m), _paper_ours(table, category, m)
+            if cell is None or cell["value"] is None:
+                continue
+            gaps.append({"category": category, "name": name, "metric": m, "paper": paper, "ours": cell["value"],
+                         "std": cell.get("std"), "diff": None if paper is None else round(cell["value"] - paper, 2),
+                         "n_seeds": cell["n_seeds"], "paper_setting": cell["paper_setting"],
+                         "deviations": cell["deviations"]})
+    return gaps
+
+
+def _existing(path: Optional[str], bases: Sequence[Path]) -> Optional[Path]:
+    if not path:
+        return None
+    p = Path(path).expanduser()
+    for candidate in ([p] if p.is_absolute() else [p, *(b / p for b in bases)]):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def redraw_examples(record: dict[str, Any], *, base: Optional[PathLike] = None, per_type: int = 1, start: int = 0,
+                    defect_types: Optional[Sequence[str]] = None, device: str = "cpu") -> Optional[dict[str, Any]]:
+    """Image, anomaly map and mask of test images of a result record, recomputed from its checkpoint.
+
+    Takes images ``start`` to ``start + per_type - 1`` of each defect type in file order (never picked
+    by score), as :func:`save_figures` does, and returns the keyword arguments of
+    :func:`dskd.plotting.plot_anomaly_grid` (``images``, ``maps``, ``masks``, ``titles``, ``teacher``,
+    ``data``, ``title``) plus ``indices``. Relative checkpoint paths are looked up from the current
+    folder and from ``base`` (the folder the run was started in). Returns None when the checkpoint or
+    the data set is not on this machine: then the figures the run wrote are all there is.
+    """
+    import torch
+    from torch.utils.data import Subset
+
+    from .checkpoint import load_checkpoint
+    from .data import DatasetError
+    from .evaluation import predict
+    from .training import data_description, dataset_for
+
+    bases = [Path(base)] if base is not None else []
+    ckpt = _existing(record.get("training", {}).get("checkpoint"), bases)
+    if ckpt is None:
+        return None
+    cfg = TrainConfig.from_dict(record["config"])
+    root = record.get("provenance", {}).get("data_root") or cfg.data_root
+    try:
+        test_set = dataset_for(cfg.replace(data_root=root, device=device), "test")
+    except (DatasetError, FileNotFoundError, OSError):
+        return None
+    types = test_set.defect_types_list()
+    wanted = [t for t in (defect_types or sorted(set(types) - {"good"})) if t in types]
+    indices = [i for t in wanted for i in [j for j, u in enumerate(types) if u == t][start:start + per_type]]
+    if not indices:
+        return None
+    model, _, payload = load_checkpoint(ckpt)
+    model = model.to(device)
+    pred = predict(model, Subset(test_set, indices), sigma=cfg.sigma, layers=cfg.layers, lam=cfg.lam,
+                   normalization=cfg.normalization, batch_size=cfg.batch_size)
+    items = [test_set[i] for i in indices]
+    return {"images": torch.stack([it["image"] for it in items]), "maps": pred.maps,
+            "masks": torch.stack([it["mask"] for it in items]),
+            "titles": [f"{types[i]}\nscore {float(s):.3f}" for i, s in zip(indices, pred.scores)],
+            "teacher": model.teacher_description, "data": data_description(cfg) + ", test split",
+            "title": f"Redrawn from {ckpt.name} ({record.get('training', {}).get('epochs')} epochs): images "
+                     f"{start + 1}-{start + per_type} of each defect type in file order",
+            "indices": indices}

@@ -2,6 +2,8 @@
 
 The equality checks inside the chapters (teaching code == package code) are tests through this file.
 """
+import json
+
 import pytest
 
 from notebook_runner import NOTEBOOK_BUDGET_S, chapter_paths, figure_count
@@ -29,3 +31,42 @@ def test_chapter_is_committed_without_outputs(path):
     nb = nbformat.read(path, as_version=4)
     dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
     assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing"
+
+
+# ------------------------------------------------------------- chapter 15 with recorded runs present
+RESULTS_LINE = 'RESULTS = Path("..") / "results"'
+
+
+@pytest.mark.slow
+def test_15_results_with_recorded_runs(tmp_path):
+    """Chapter 15 against a results folder holding runs (tiny `reproduce` runs on fake data trees), so
+    the branches that show our numbers, the per-defect-type chart and the galleries run too."""
+    import nbformat
+    from notebook_runner import NOTEBOOKS, execute
+    from test_results_figures import make_fake_results
+
+    results = make_fake_results(tmp_path / "fake")
+    nb = nbformat.read(NOTEBOOKS / "15_results.ipynb", as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and RESULTS_LINE in c.source]
+    assert len(cells) == 1, f"chapter 15 must set {RESULTS_LINE!r} in one cell (this test replaces it)"
+    cells[0].source = cells[0].source.replace(RESULTS_LINE, f"RESULTS = Path({str(results)!r})")
+    (tmp_path / "nb").mkdir()
+    path = tmp_path / "nb" / "15_results.ipynb"
+    nbformat.write(nb, path)
+    run = execute(path, tmp_path)
+    assert run.error is None, run.error[-3000:]
+    assert run.seconds <= NOTEBOOK_BUDGET_S
+    out = "\n".join(o.get("text", "") + o.get("data", {}).get("text/markdown", "")
+                    for c in run.notebook.cells if c.cell_type == "code" for o in c.outputs)
+    rec = json.loads((results / "mt-defects" / "seed0.json").read_text())
+    assert "mt-defects: 2 result file(s)" in out and "no MT Defects result file" not in out
+    assert f"| 0 | {rec['provenance']['teacher']} | 2 | 32x32 | {rec['provenance']['device']} |" in out  # runs rows
+    assert f"{100 * rec['metrics']['image_auroc']:.1f}" in out
+    assert "Nothing to redraw" not in out  # the checkpoint is there: the grid is redrawn
+    assert "fig7_seed0_fray.png (written by the run)" in out and "fig5_seed0.png (written by the run)" in out
+    assert "epochs 2 (paper 200)" in out and "a random teacher (random network distillation)" in out
+    assert "Our runs: image AUROC: ours minus the paper's is" in out and "(1 category with a run)" in out
+    assert "no figure yet for 14 of 15 categories" in out
+    assert f"--out-dir {results}" in out  # commands name the folder the chapter reads
+    assert "dskd reproduce mt-defects --teacher imagenet --out-dir results-paper" in out  # the paper's setting
+    assert figure_count(run.notebook) >= 8

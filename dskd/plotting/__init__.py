@@ -6,7 +6,7 @@ Each ipywidgets explorer in :mod:`dskd.widgets` renders with one of these functi
 figure in the book and the live widget show the same thing.
 """
 from .ablation import plot_study
-from .results import plot_anomaly_grid, plot_loss_curve
+from .results import plot_anomaly_grid, plot_loss_curve, plot_per_defect_type, plot_table_comparison, runs_setting
 from .architecture import plot_dskd_architecture, plot_embedding_flow, plot_parameter_budget, plot_value_counts
 from .loss import loss_contributions, plot_distillation_map, plot_loss_forms
 from .inference import confusion_counts, plot_inference_settings, plot_inference_steps, plot_threshold
@@ -24,7 +24,8 @@ from .style import FEATURE_CMAP, MAP_CMAP, STYLE, clean_axes, dskd_style, proven
 
 __all__ = [
     "plot_study",
-    "plot_anomaly_grid", "plot_loss_curve",
+    "plot_anomaly_grid", "plot_loss_curve", "plot_per_defect_type", "plot_table_comparison",
+    "runs_setting",
     "plot_dskd_architecture", "plot_embedding_flow", "plot_parameter_budget", "plot_value_counts",
     "loss_contributions", "plot_distillation_map", "plot_loss_forms",
     "confusion_counts", "plot_inference_settings", "plot_inference_steps", "plot_threshold",

@@ -1,8 +1,15 @@
-"""Result figures: loss curves and the paper's image / map / ground-truth grids (Fig. 5, 7)."""
+"""Result figures: loss curves, the paper's image / map / ground-truth grids (Fig. 5, 7), the paper's
+Tables 1 to 5 beside this rebuild's numbers, and MT Defects per defect type.
+
+The table figures draw the dictionaries of :func:`dskd.reproduce.build_tables` (or the ``table<N>.json``
+files it writes); nothing is computed here but the layout.
+"""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import textwrap
+from typing import Any, Optional, Sequence
 
+import numpy as np
 import torch
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
@@ -60,4 +67,157 @@ def plot_anomaly_grid(
             axes[r, 0].set_ylabel(label)
         fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.8, label="anomaly score (Eq. 9)")
         fig.suptitle(provenance_title(title, teacher, data))
+    return fig
+
+
+# ------------------------------------------------------------------------------- Tables 1-5 as figures
+_METRIC_LABELS = {"image_auroc": "image AUROC (%)", "pixel_auroc": "pixel AUROC (%)", "pro": "PRO, FPR \u2264 0.3 (%)"}
+_TABLE_METRICS = {"Table 1": ("image_auroc",), "Table 3": ("image_auroc",), "Table 2": ("pixel_auroc", "pro"),
+                  "Table 4": ("pixel_auroc", "pro"), "Table 5": ("image_auroc", "pixel_auroc", "pro")}
+_BENCH_NAMES = {"mt-defects": "MT Defects", "mvtec": "MVTec AD", "mvtec3d": "MVTec 3D-AD (RGB)"}
+PAPER_COLOUR, OURS_COLOUR, OTHERS_COLOUR = "#4c72b0", "#dd8452", "#999999"
+
+
+def _wrap(text: str, width: int = 100) -> str:
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
+def runs_setting(table: dict[str, Any]) -> tuple[str, str]:
+    """(teacher, setting) of the runs behind a table's "Ours (rebuild)": the teacher weights and a line
+    naming the epochs, image size, seeds and devices, as the result files record them."""
+    runs = table.get("runs") or []
+    if not runs:
+        return "no run of ours yet", "rebuild: no result file"
+
+    def joined(key: str, fmt=str) -> str:
+        values = sorted({r[key] for r in runs if r.get(key) is not None}, key=str)
+        return "/".join(fmt(v) for v in values) if values else "n/a"
+
+    teacher = joined("teacher")
+    seeds = joined("seed")
+    setting = (f"rebuild: epochs {joined('epochs')}, {joined('image_size', lambda v: f'{v}x{v}')}, "
+               f"seed{'s' if '/' in seeds else ''} {seeds}, {len(runs)} result file{'s' if len(runs) > 1 else ''}, "
+               f"device {joined('device')}")
+    return teacher, setting
+
+
+def _paper_value(table: dict[str, Any], method: str, category: Optional[str], metric: str) -> Optional[float]:
+    name = table["table"]
+    if name == "Table 5":
+        return table["paper"][method][list(_TABLE_METRICS["Table 5"]).index(metric)]
+    v = table["paper"][method][category]
+    if name in ("Table 1", "Table 3"):
+        return v
+    return v[0 if metric == "pixel_auroc" else 1]
+
+
+def _ours_cell(table: dict[str, Any], category: Optional[str], metric: str) -> Optional[dict[str, Any]]:
+    if table["table"] == "Table 5":
+        return (table.get("ours") or {}).get(metric)
+    if category == "mean":
+        m = table["mean"][metric]
+        return None if m["value"] is None else {"value": m["value"], "std": None, "paper_setting": True}
+    row = next(r for r in table["rows"] if r["category"] == category)
+    return (row["ours"] or {}).get(metric)
+
+
+def plot_table_comparison(table: dict[str, Any]) -> Figure:
+    """One of the paper's Tables 1 to 5 as a figure: per category (or, for Table 5, per metric) the
+    other methods of the table (grey dots), the paper's DSKD (blue) and this rebuild (orange, with the
+    standard deviation over seeds; hatched when not run at the paper's setting; "no run" where no
+    result file exists). One panel per metric of the table, Table 5 in one panel."""
+    from ..paper_results import OURS
+
+    name = table["table"]
+    metrics = _TABLE_METRICS[name]
+    others = [m for m in table["methods"] if m != OURS]
+    t5 = name == "Table 5"
+    # one panel per metric; in a panel, one x position per (category, metric)
+    panels = [[(None, m, _METRIC_LABELS[m].replace(" (%)", "")) for m in metrics]] if t5 else \
+        [[(r["category"], m, r["name"]) for r in table["rows"]] + [("mean", m, "Mean")] for m in metrics]
+    teacher, setting = runs_setting(table)
+    with dskd_style():
+        width = 5.0 if t5 else max(7.0, 0.55 * len(panels[0]) + 1.5)
+        fig, axes = plt.subplots(len(panels), 1, figsize=(width, 3.1 * len(panels) + 1.0), squeeze=False,
+                                 layout="constrained")
+        for ax, cells in zip(axes[:, 0], panels):
+            seen: set[str] = set()
+
+            def label(text: str) -> Optional[str]:
+                if text in seen:
+                    return None
+                seen.add(text)
+                return text
+
+            for x, (cat, metric, _) in enumerate(cells):
+                vals = [v for v in (_paper_value(table, m, cat, metric) for m in others) if v is not None]
+                if vals:
+                    ax.scatter([x - 0.2] * len(vals), vals, s=10, color=OTHERS_COLOUR, zorder=3,
+                               label=label("other methods (paper)"))
+                pv = _paper_value(table, OURS, cat, metric)
+                if pv is not None:
+                    ax.bar(x, pv, 0.32, color=PAPER_COLOUR, label=label("DSKD, paper"))
+                cell = _ours_cell(table, cat, metric)
+                if cell is None or cell.get("value") is None:
+                    ax.text(x + 0.34, 2, "no run", rotation=90, ha="center", va="bottom", fontsize=7,
+                            color=OURS_COLOUR)
+                else:
+                    ax.bar(x + 0.34, cell["value"], 0.32, color=OURS_COLOUR, edgecolor="white",
+                           hatch=None if cell.get("paper_setting") else "//", yerr=cell.get("std"), capsize=2,
+                           label=label("rebuild (ours)"))
+                    # the value above the bar, so that a zero shows too
+                    ax.text(x + 0.34, cell["value"] + 1, f"{cell['value']:.1f}", ha="center", va="bottom",
+                            fontsize=7 if t5 else 6, rotation=0 if t5 else 90, color=OURS_COLOUR)
+            ax.set_xticks(range(len(cells)))
+            ax.set_xticklabels([c[2] for c in cells], rotation=0 if t5 else 45, ha="center" if t5 else "right")
+            ax.set_ylim(0, 104)
+            ax.set_ylabel("score (%)" if t5 else _METRIC_LABELS[cells[0][1]])
+            ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, ncol=3, borderaxespad=0.2)
+        bench = _BENCH_NAMES.get(table.get("benchmark"), table.get("benchmark"))
+        runs = table.get("runs") or []
+        note = "; hatched: not the paper's setting" if any(not r.get("paper_setting") for r in runs) else ""
+        fig.suptitle(_wrap(provenance_title(f"{name}: the paper's numbers beside this rebuild{note}", teacher,
+                                            f"{bench} test split | {setting}"), 60 if t5 else 100), fontsize=9)
+    return fig
+
+
+def plot_per_defect_type(table: dict[str, Any], *, paper: bool = True) -> Figure:
+    """MT Defects per defect type (a Table 5 dict of :func:`dskd.reproduce.build_tables`): image AUROC,
+    pixel AUROC and PRO of this rebuild for each type (each scored against all normal test images),
+    with the rebuild's overall value of each metric as a solid line and, with ``paper=True``, the
+    paper's overall value as a dotted one (the paper reports no per-type numbers)."""
+    per_type = table.get("per_defect_type") or {}
+    if not per_type or not table.get("ours"):
+        raise ValueError("this table holds no per-defect-type results of the rebuild: run `dskd reproduce "
+                         "mt-defects` first (the table is built from its result files)")
+    from ..paper_results import OURS
+
+    metrics = _TABLE_METRICS["Table 5"]
+    colours = dict(zip(metrics, ("#4c72b0", "#dd8452", "#55a868")))
+    types = list(per_type)
+    teacher, setting = runs_setting(table)
+    with dskd_style():
+        fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(types) + 2.5), 3.8), layout="constrained")
+        w = 0.8 / len(metrics)
+        for mi, m in enumerate(metrics):
+            vals = [per_type[t][m]["value"] if per_type[t].get(m) and per_type[t][m]["value"] is not None
+                    else np.nan for t in types]
+            errs = [per_type[t][m].get("std") or 0 if per_type[t].get(m) else 0 for t in types]
+            x = np.arange(len(types)) + (mi - (len(metrics) - 1) / 2) * w
+            ax.bar(x, vals, w * 0.95, color=colours[m], yerr=errs if any(errs) else None, capsize=2,
+                   label=_METRIC_LABELS[m].replace(" (%)", ""))
+            overall = table["ours"][m]["value"] if table["ours"].get(m) else None
+            if overall is not None:
+                ax.axhline(overall, color=colours[m], lw=1.2, label=f"all types, rebuild ({overall:.1f})")
+            pv = table["paper"][OURS][mi]
+            if paper and pv is not None:
+                ax.axhline(pv, color=colours[m], lw=1.0, ls=":", label=f"all types, paper ({pv:.1f})")
+        ax.set_xticks(range(len(types)))
+        ax.set_xticklabels(types)
+        ax.set_xlabel("defect type (MT Defects)")
+        ax.set_ylabel("score (%)")
+        ax.set_ylim(0, 104)
+        ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+        ax.set_title(_wrap(provenance_title("MT Defects per defect type (rebuild)", teacher,
+                                            f"MT Defects test split | {setting}"), 95), fontsize=9)
     return fig
