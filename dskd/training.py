@@ -280,8 +280,16 @@ def cache_dir() -> Path:
 
 
 def run_key(cfg: TrainConfig) -> str:
-    """A short hash of a config (and the package version): one folder per distinct run."""
-    text = json.dumps({"config": cfg.to_dict(), "dskd": __version__}, sort_keys=True)
+    """A short hash of a config, the package version and, for teachers loaded from a file, that file's
+    checksum: one folder per distinct run (new offline weights never reuse models distilled from old ones)."""
+    payload: dict[str, Any] = {"config": cfg.to_dict(), "dskd": __version__}
+    weights = teacher_weights_from_name(cfg.teacher)
+    if isinstance(weights, (str, os.PathLike)):
+        from .models.teacher import OFFLINE_TEACHER_PATH, file_sha256
+
+        path = OFFLINE_TEACHER_PATH if weights == "offline-pretrained" else Path(weights)
+        payload["teacher_sha256"] = file_sha256(path, 64) if path.is_file() else "missing"
+    text = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -33,7 +33,7 @@ TEACHER_NAMES = ("imagenet", "offline-pretrained", "random")
 #: the offline teacher's weights (stem..layer3), shipped with the package; provenance in the .json beside it
 OFFLINE_TEACHER_PATH = Path(__file__).resolve().parents[1] / "weights" / "offline_pretrained_resnet18_layer3.pt"
 #: its full SHA-256, checked on every load
-OFFLINE_TEACHER_SHA256: Optional[str] = "0223ce87f71db6f3f348a741fba439b89d61b27b3360afdf880965e0d199f64b"
+OFFLINE_TEACHER_SHA256: Optional[str] = "d8cd5801a0194739c0ca809f71215d50656377a2fdc1432860616ce20a1e4de2"
 
 
 class TeacherWeightsError(RuntimeError):
