@@ -162,10 +162,11 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/notebook_runner.py
 
 @pytest.fixture(scope="session", autouse=True)
 def offline_teacher_and_private_cache(tmp_path_factory):
-    """Tests run offline: the teacher is explicitly random (unless DSKD_TEACHER says otherwise),
-    and trained models are cached in a fresh folder, never in the user's ~/.cache/dskd."""
+    """Tests run offline: the default teacher is the shipped offline-pretrained one (unless DSKD_TEACHER
+    says otherwise; tests that need a random teacher name it), and trained models are cached in a fresh
+    folder, never in the user's ~/.cache/dskd."""
     saved = {k: os.environ.get(k) for k in ("DSKD_TEACHER", "DSKD_CACHE")}
-    os.environ.setdefault("DSKD_TEACHER", "random")
+    os.environ.setdefault("DSKD_TEACHER", "offline-pretrained")
     os.environ["DSKD_CACHE"] = str(tmp_path_factory.mktemp("dskd_cache"))
     yield
     for k, v in saved.items():

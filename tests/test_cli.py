@@ -72,3 +72,22 @@ def test_demo_runs_end_to_end(tmp_path):
     for name in ("demo_report.md", "demo_report.json", "demo_maps.png", "demo_loss.png", "checkpoint.pt"):
         assert (tmp_path / name).stat().st_size > 0
     assert "teacher: random" in (tmp_path / "demo_report.md").read_text()
+
+
+MAKEFILE = __import__("pathlib").Path(__file__).resolve().parents[1] / "Makefile"
+
+
+@pytest.mark.skipif(__import__("shutil").which("make") is None, reason="make is not installed")
+@pytest.mark.parametrize("env_teacher, expected", [(None, "offline-pretrained"), ("imagenet", "imagenet")])
+def test_make_exports_the_offline_teacher_by_default(env_teacher, expected):
+    """`make book` / `make test` run with DSKD_TEACHER=offline-pretrained unless the caller sets it."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "DSKD_TEACHER"}  # conftest sets it for this session
+    if env_teacher is not None:
+        env["DSKD_TEACHER"] = env_teacher
+    probe = "print-teacher:\n\t@echo \"teacher=$$DSKD_TEACHER\"\n"  # what a recipe's shell sees (export)
+    proc = subprocess.run(["make", "--no-print-directory", "-s", "-f", str(MAKEFILE), "-f", "-", "print-teacher"],
+                          input=probe, capture_output=True, text=True, env=env, cwd=MAKEFILE.parent, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"teacher={expected}"

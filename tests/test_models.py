@@ -117,6 +117,24 @@ def test_offline_teacher_loads_the_shipped_file_and_checks_its_checksum(tmp_path
         TeacherPyramid("offline-pretrained")
 
 
+def test_offline_default_builds_the_offline_pretrained_teacher(monkeypatch):
+    # the Makefile's and the test suite's offline default: a config naming no teacher gets the shipped one
+    from dskd.config import TrainConfig
+    from dskd.training import build_model
+
+    monkeypatch.setenv("DSKD_TEACHER", "offline-pretrained")
+    cfg = TrainConfig.quick()
+    assert cfg.teacher == "offline-pretrained"
+    assert build_model(cfg).teacher_description.startswith("offline-pretrained (no ImageNet; sha256 ")
+
+
+def test_the_choices_name_the_offline_teacher_and_its_environment_variable(tmp_path):
+    with pytest.raises(TeacherWeightsError) as err:
+        TeacherPyramid(tmp_path / "nope.pth")
+    assert "teacher='offline-pretrained' (or DSKD_TEACHER=offline-pretrained)" in str(err.value)
+    assert "not the paper's teacher" in str(err.value) and "teacher='random'" in str(err.value)
+
+
 def test_random_teacher_says_so():
     assert DSKD("DS", teacher_weights=None).teacher_description.startswith("random")
     assert teacher_weights_from_name("random") is None
