@@ -179,12 +179,14 @@ def offline_teacher_and_private_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def executed_notebook(tmp_path_factory):
     """Execute a chapter once per session (the book test reuses the executed copies)."""
-    from notebook_runner import execute
+    from notebook_runner import execute, warm_up
 
     out_dir = tmp_path_factory.mktemp("executed_notebooks")
     done = {}
 
     def run(path):
+        if not done:
+            print(f"\nnotebook warm-up (first kernel of the session): {warm_up(out_dir):.0f} s")
         if path not in done:
             done[path] = execute(path, out_dir)
         return done[path]

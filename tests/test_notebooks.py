@@ -20,7 +20,8 @@ def test_there_are_chapters():
 def test_chapter_runs(path, executed_notebook):
     run = executed_notebook(path)
     assert run.error is None, f"{path.name} failed:\n{run.error[-3000:]}"
-    assert run.seconds <= NOTEBOOK_BUDGET_S, f"{path.name} took {run.seconds:.0f} s (budget {NOTEBOOK_BUDGET_S} s)"
+    assert run.seconds <= NOTEBOOK_BUDGET_S, \
+        f"{path.name} took {run.seconds:.0f} s (budget {NOTEBOOK_BUDGET_S} s): {run.timing_report()}"
     assert figure_count(run.notebook) >= 1, f"{path.name} shows no figure"
 
 
