@@ -382,6 +382,38 @@ class StudyResults:
     def caveat(self) -> str:
         return teacher_caveat(self.teachers, self.dataset)
 
+    def figure_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`dskd.plotting.plot_study_comparison` for this study, present or not."""
+        if self.present:
+            return {"study": self.study, "teacher": self.teacher, "data": self.description,
+                    "paper": PAPER_RESULTS.get(self.study)}
+        return {"study": self.study, "teacher": f"{RECORDING['teacher']} (to be recorded)",
+                "data": f"{RECORDING['dataset']} (no results file yet)", "paper": PAPER_RESULTS.get(self.study),
+                "missing": "not recorded yet: " + ablate_command(self.study)}
+
+    def markdown(self) -> str:
+        """What was recorded, by what, with which teacher, and the table beside the paper's; or, when
+        nothing is, a plain statement and the command that fills it."""
+        if not self.present:
+            return (f"**Not recorded yet.** There is no `{self.path}`, so this section shows only the paper's "
+                    f"numbers. The command that records the study (on {RECORDING['dataset']}, teacher "
+                    f"`{RECORDING['teacher']}`, not the paper's ImageNet one):\n\n```bash\n"
+                    f"{ablate_command(self.study)}\n```\n\n"
+                    + ("`<E>` is the recording's epoch budget (`dskd.ablation.RECORDING['epochs']`, not yet set); "
+                       "the records name the epochs they were trained for. " if RECORDING["epochs"] is None else "")
+                    + "Rerun this chapter afterwards and the text below fills in from the file.")
+        n = len(self.records)
+        cmds = "; ".join(f"`{c}`" for c in self.commands)
+        commits = sorted({str(r["provenance"].get("git_commit", "?"))[:12] for r in self.records})
+        return (f"**Recorded** in `{self.path}`: {n} runs, variants {', '.join(r['variant'] for r in self.rows)}; "
+                f"data {self.dataset}; {'/'.join(map(str, self.epochs))} epochs; seeds "
+                f"{', '.join(map(str, self.seeds))}; teacher {self.teacher}. Written by {cmds} at commit "
+                f"{', '.join(commits)}. {self.caveat()}\n\n{results_table(self.rows, self.study)}\n\n"
+                f"*Ours: mean ± standard deviation over seeds, in %. "
+                + ("Paper: MVTec AD means (ImageNet teacher, 200 epochs, 256 x 256); the data sets differ, so "
+                   "compare the order of the variants rather than the levels.*" if self.study in PAPER_RESULTS
+                   else "The paper has no such study.*"))
+
 
 def study_results(data: dict[str, Any], study: str) -> StudyResults:
     """A results dict (as :func:`run_study` returns it) with its summary and example maps."""
@@ -459,6 +491,19 @@ def _pct(value: Optional[float], std: Optional[float] = None) -> str:
     return f"{100 * value:.1f}" + (f" ± {100 * std:.1f}" if std else "")
 
 
+def paper_table(study: str) -> str:
+    """The paper's table of a study (MVTec AD means, in %) as Markdown, best value of each column in bold."""
+    if study not in PAPER_RESULTS:
+        raise ValueError(f"the paper has no table for study {study!r}: it has {tuple(PAPER_RESULTS)}")
+    table = PAPER_RESULTS[study]
+    best = [max(v[k] for v in table.values()) for k in range(len(METRICS))]
+    lines = [f"| {PAPER_TABLE[study]}: variant | image AUROC | pixel AUROC | PRO |", "|---|---|---|---|"]
+    for name, values in table.items():
+        cells = [f"**{x:.1f}**" if x == b else f"{x:.1f}" for x, b in zip(values, best)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def results_table(rows: Sequence[dict[str, Any]], study: str) -> str:
     """A Markdown table: per variant, ours (mean ± std over seeds, in %) beside the paper's (MVTec AD
     means, where the paper has the study); '—' where there is no number."""
@@ -476,6 +521,36 @@ def results_table(rows: Sequence[dict[str, Any]], study: str) -> str:
         if paper:
             cells += [f"{x:.1f}" for x in paper[n]] if n in paper else ["—"] * 3
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def agreement_markdown(result: StudyResults) -> str:
+    """Conditional prose from the records: our order of the variants per metric beside the paper's
+    (Kendall's tau), and whether the gap between our two best variants exceeds the seed spread."""
+    if not result.present:
+        return ""
+    lines = []
+    for m in METRICS:
+        ours = order_by(result.rows, m)
+        line = f"- **{m.replace('_', ' ')}**: ours {' > '.join(ours)}"
+        if result.study in PAPER_RESULTS:
+            theirs = paper_order(result.study, m)
+            tau = kendall_tau(ours, theirs)
+            verdict = ("the same order" if tau == 1 else "the reversed order" if tau == -1  # on the common variants
+                       else "a different order" if not math.isnan(tau) else "too few common variants to compare")
+            line += f"; paper {' > '.join(theirs)}: {verdict} (Kendall's tau {tau:.2f})"
+        by = {r["variant"]: r for r in result.rows}
+        if len(ours) >= 2 and not math.isnan(by[ours[1]][m]):
+            a, b = by[ours[0]], by[ours[1]]
+            gap = a[m] - b[m]
+            spread = max(a[m + "_std"], b[m + "_std"])
+            if min(a["n_seeds"], b["n_seeds"]) < 2:
+                line += f". {ours[0]} leads {ours[1]} by {100 * gap:.1f} points, from one seed: the spread is unknown"
+            else:
+                line += (f". {ours[0]} leads {ours[1]} by {100 * gap:.1f} points; the larger seed standard deviation "
+                         f"of the two is {100 * spread:.1f}, so the lead is "
+                         f"{'larger than' if gap > spread else 'within'} the seed-to-seed spread")
+        lines.append(line + ".")
     return "\n".join(lines)
 
 

@@ -251,3 +251,33 @@ def test_ablation_explorer_redraws_and_follows_the_study(examples):
     assert multi.controls["index"].max == 2
     with pytest.raises(ValueError, match="unknown defect type"):
         ablation_explorer(examples, teacher=RANDOM, data="d", defect_type="scratch")
+
+
+def test_markdown_of_an_absent_and_a_present_study(tmp_path):
+    from dskd.ablation import StudyResults, agreement_markdown
+
+    absent = load_study(tmp_path, "layers")
+    text = absent.markdown()
+    assert text.startswith("**Not recorded yet.**") and ablate_command("layers") in text and str(absent.path) in text
+    assert absent.figure_kwargs()["missing"].endswith(ablate_command("layers")) and agreement_markdown(absent) == ""
+    recs = [_record("M1", 0, 0.9), _record("M1", 1, 0.7), _record("M2", 0, 0.6), _record("M2", 1, 0.62)]
+    present = StudyResults("layers", tmp_path / "layers.json", {"dataset": "mt-defects, 128x128", "records": recs},
+                           summarize(recs, "layers"), {})
+    text = present.markdown()
+    assert "**Recorded**" in text and "3 epochs" in text and f"teacher {RANDOM}" in text and "near chance" in text
+    assert "| M1 | 2 | 80.0 ± 14.1 |" in text and "`dskd ablate`" in text
+    agree = agreement_markdown(present)
+    assert "ours M1 > M2; paper M1-3 > M2 > M1 > M3: the reversed order (Kendall's tau -1.00)" in agree
+    assert "M1 leads M2 by 19.0 points" in agree and "within the seed-to-seed spread" in agree
+    assert present.figure_kwargs()["data"] == "mt-defects, 128x128, 3 epochs, seeds 0,1"
+
+
+def test_paper_table_is_the_papers():
+    from dskd.ablation import paper_table
+
+    lines = paper_table("dfe").splitlines()
+    assert lines[0].startswith("| Table 8: variant |")
+    assert lines[2] == "| with DFE | **98.5** | **97.6** | **93.5** |" and lines[3] == "| without DFE | 75.6 | 89.6 | 76.5 |"
+    assert "| M1-3 | **98.5** | **97.5** | **93.5** |" in paper_table("layers")
+    with pytest.raises(ValueError, match="no table for study 'sigma'"):
+        paper_table("sigma")
