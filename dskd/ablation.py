@@ -274,26 +274,29 @@ def write_study(data: dict[str, Any], study: str) -> Path:
 # For the ablation chapters (10 to 13): the recorded studies, read back with their provenance, beside
 # the paper's tables. Nothing here trains; numbers come from results files or from the caller.
 # --------------------------------------------------------------------------------------------------
-#: How the chapters' recorded studies (``results/ablations/mt-defects/``) are made: MT Defects at the
-#: paper's 128 x 128 (``--preset paper``), the offline-pretrained teacher (this project is built without
-#: internet, so not the paper's ImageNet teacher), three seeds and a short epoch budget. ``epochs`` is
-#: the one number to set when the recording is fixed; while it is None the command shows ``<E>``. The
-#: records themselves always name the epochs they were trained for.
+#: How the chapters' recorded studies (``results/ablations/mt-defects/``) are made (results/README.md):
+#: MT Defects at the paper's 128 x 128 (``--preset paper``), the offline-pretrained teacher (this project
+#: is built without internet, so not the paper's ImageNet teacher), three seeds and a fixed CPU budget of
+#: 5 epochs for every variant (the paper: 200). The teacher study runs the two teachers available offline.
+#: The records themselves always name the teacher, epochs and seeds they were made with.
 RECORDING: dict[str, Any] = {"dataset": "mt-defects", "teacher": "offline-pretrained", "seeds": (0, 1, 2),
-                             "epochs": None}
+                             "epochs": 5, "variants": {"teacher": ("offline-pretrained", "random")}}
 _NO_TEACHER = "none (E-D"
 
 
 def ablate_command(study: str, *, dataset: Optional[str] = None, teacher: Optional[str] = None,
-                   seeds: Optional[Sequence[int]] = None, epochs: Optional[int] = None) -> str:
+                   seeds: Optional[Sequence[int]] = None, epochs: Optional[int] = None,
+                   variants: Optional[Sequence[str]] = None) -> str:
     """The shell command that records ``study`` the way the chapters read it (defaults:
-    :data:`RECORDING`; ``<E>`` stands for the epoch budget while none is set)."""
-    study_variants(study)  # validates the name
+    :data:`RECORDING`; ``<E>`` stands for the epoch budget if none is set there)."""
+    variants = RECORDING["variants"].get(study) if variants is None else variants
+    study_variants(study, variants)  # validates the names
     dataset = dataset or RECORDING["dataset"]
     teacher = teacher or RECORDING["teacher"]
     seeds = RECORDING["seeds"] if seeds is None else seeds
     epochs = RECORDING["epochs"] if epochs is None else epochs
-    return (f"DSKD_DATA=<folder> dskd ablate --study {study} --preset paper --dataset {dataset} "
+    subset = f"--variants {','.join(variants)} " if variants else ""
+    return (f"DSKD_DATA=<folder> dskd ablate --study {study} {subset}--preset paper --dataset {dataset} "
             f"--epochs {'<E>' if epochs is None else int(epochs)} --teacher {teacher} "
             f"--seeds {','.join(str(int(s)) for s in seeds)}")
 
@@ -395,8 +398,9 @@ class StudyResults:
         """What was recorded, by what, with which teacher, and the table beside the paper's; or, when
         nothing is, a plain statement and the command that fills it."""
         if not self.present:
-            return (f"**Not recorded yet.** There is no `{self.path}`, so this section shows only the paper's "
-                    f"numbers. The command that records the study (on {RECORDING['dataset']}, teacher "
+            shows = ("this section shows only the paper's numbers" if self.study in PAPER_RESULTS
+                     else "there is nothing of ours to show here (and the paper has no such study)")
+            return (f"**Not recorded yet.** There is no `{self.path}`, so {shows}. The command that records the study (on {RECORDING['dataset']}, teacher "
                     f"`{RECORDING['teacher']}`, not the paper's ImageNet one):\n\n```bash\n"
                     f"{ablate_command(self.study)}\n```\n\n"
                     + ("`<E>` is the recording's epoch budget (`dskd.ablation.RECORDING['epochs']`, not yet set); "
