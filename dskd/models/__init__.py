@@ -10,6 +10,7 @@ from .teacher import (
     TeacherPyramid,
     TeacherWeightsError,
     default_teacher_name,
+    teacher_available,
     teacher_weights_from_name,
 )
 
@@ -17,5 +18,5 @@ __all__ = [
     "BasicBlock", "UpBasicBlock", "StudentDecoder", "DSKD", "DSKDOutput", "STRUCTURES", "LOSS_PAIRS",
     "INFERENCE_PAIR", "DeepFeatureEmbedding", "LastLayerEmbedding", "StudentEncoder", "Pyramid",
     "ResNet18Pyramid", "PYRAMID_CHANNELS", "PYRAMID_STRIDES", "TeacherPyramid", "TeacherWeightsError",
-    "TEACHER_NAMES", "default_teacher_name", "teacher_weights_from_name",
+    "TEACHER_NAMES", "default_teacher_name", "teacher_available", "teacher_weights_from_name",
 ]

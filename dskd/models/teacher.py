@@ -153,3 +153,18 @@ def default_teacher_name() -> str:
     """The teacher used when a config names none: ``$DSKD_TEACHER`` if set, else 'imagenet' (the
     paper's). Offline set-ups (this repository's Makefile, CI) set ``DSKD_TEACHER=offline-pretrained``."""
     return os.environ.get("DSKD_TEACHER", "imagenet")
+
+
+def teacher_available(name: str) -> bool:
+    """Whether the teacher ``name`` can be built here without a download: 'random' always,
+    'offline-pretrained' when its shipped file is present, 'imagenet' when torchvision's file is already
+    in the torch cache ($TORCH_HOME/hub/checkpoints), a path when the file exists."""
+    if name == "random":
+        return True
+    if name == "offline-pretrained":
+        return OFFLINE_TEACHER_PATH.is_file()
+    if name == "imagenet":
+        url = ResNet18_Weights.IMAGENET1K_V1.url
+        return (Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]).is_file()
+    teacher_weights_from_name(name)  # raises for unknown names
+    return Path(name).expanduser().is_file()

@@ -5,7 +5,10 @@ produced it. Plotting never computes metrics; it draws what it is given.
 Each ipywidgets explorer in :mod:`dskd.widgets` renders with one of these functions, so the static
 figure in the book and the live widget show the same thing.
 """
-from .ablation import plot_study
+from .ablation import (
+    plot_level_discrepancy, plot_study, plot_study_comparison, plot_study_per_type, plot_variant_gallery,
+    plot_variant_maps,
+)
 from .results import plot_anomaly_grid, plot_loss_curve, plot_per_defect_type, plot_table_comparison, runs_setting
 from .architecture import plot_dskd_architecture, plot_embedding_flow, plot_parameter_budget, plot_value_counts
 from .loss import loss_contributions, plot_distillation_map, plot_loss_forms
@@ -23,7 +26,8 @@ from .complexity import plot_fractions, plot_speedups, plot_table6, plot_time_br
 from .style import FEATURE_CMAP, MAP_CMAP, STYLE, clean_axes, dskd_style, provenance_title, to_numpy_image
 
 __all__ = [
-    "plot_study",
+    "plot_study", "plot_study_comparison", "plot_study_per_type", "plot_variant_gallery", "plot_variant_maps",
+    "plot_level_discrepancy",
     "plot_anomaly_grid", "plot_loss_curve", "plot_per_defect_type", "plot_table_comparison",
     "runs_setting",
     "plot_dskd_architecture", "plot_embedding_flow", "plot_parameter_budget", "plot_value_counts",

@@ -3,6 +3,7 @@ its static twin, so the book (which has no kernel) shows the same content as a f
 
 Needs ``ipywidgets`` (``pip install 'dskd[widgets]'``); importing :mod:`dskd` does not.
 """
+from .ablation import ablation_explorer
 from .base import Explorer
 from .data import sample_explorer
 from .features import discrepancy_explorer, feature_explorer
@@ -10,4 +11,4 @@ from .inference import inference_explorer, threshold_explorer
 from .metrics import pro_threshold_explorer
 from .loss import loss_explorer
 
-__all__ = ["Explorer", "sample_explorer", "feature_explorer", "discrepancy_explorer", "inference_explorer", "threshold_explorer", "pro_threshold_explorer", "loss_explorer"]
+__all__ = ["Explorer", "sample_explorer", "feature_explorer", "discrepancy_explorer", "inference_explorer", "threshold_explorer", "pro_threshold_explorer", "loss_explorer", "ablation_explorer"]
