@@ -281,3 +281,23 @@ def test_paper_table_is_the_papers():
     assert "| M1-3 | **98.5** | **97.5** | **93.5** |" in paper_table("layers")
     with pytest.raises(ValueError, match="no table for study 'sigma'"):
         paper_table("sigma")
+
+
+def test_chance_is_drawn_per_metric():
+    """A random map scores 0.5 AUROC but only max_fpr / 2 = 0.15 PRO: each group gets its own chance line."""
+    from dskd.plotting.ablation import CHANCE
+
+    rows = [{"variant": "DS", "n_seeds": 2, "image_auroc": 0.9, "image_auroc_std": 0.01, "pixel_auroc": 0.8,
+             "pixel_auroc_std": 0.01, "pro": 0.5, "pro_std": 0.02}]
+    fig = plot_study_comparison(rows, study="architecture", teacher=RANDOM, data="d")
+    ax = fig.axes[-1]
+    dashed = [c for c in ax.collections if type(c).__name__ == "LineCollection" and c.get_linestyle()[0][1]]
+    levels = sorted((round(float(seg[0][0]), 2), round(float(seg[0][1]), 3))
+                    for c in dashed for seg in c.get_segments())
+    assert levels == [(-0.45, 0.5), (0.55, 0.5), (1.55, 0.15)]  # (x start, y) of the three groups
+    assert CHANCE == {"image_auroc": 0.5, "pixel_auroc": 0.5, "pro": 0.15}
+    plt.close(fig)
+    fig = plot_study_per_type(["DS"], ["crack"], np.array([[0.4]]), study="a", metric="pro", teacher=RANDOM,
+                              data="d")
+    assert fig.axes[0].images[0].get_clim() == (0.15, 1.0)
+    plt.close(fig)

@@ -11,6 +11,17 @@ from matplotlib.figure import Figure
 from .style import MAP_CMAP, clean_axes, dskd_style, provenance_title
 
 _LABELS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pro": "PRO (FPR ≤ 0.3)"}
+#: what a map of random scores gets: 0.5 for an AUROC, max_fpr / 2 = 0.15 for the normalised PRO area
+CHANCE = {"image_auroc": 0.5, "pixel_auroc": 0.5, "pro": 0.15}
+
+
+def _chance_marks(ax, metrics: Sequence[str], *, label: bool = True) -> None:
+    """A dashed line at each metric's chance level, across that metric's group of bars only."""
+    for i, m in enumerate(metrics):
+        ax.hlines(CHANCE[m], i - 0.45, i + 0.45, color="grey", lw=0.8, ls="--", zorder=4)
+    if label:
+        ax.text(len(metrics) - 0.55, CHANCE[metrics[-1]] + 0.01, "chance", color="grey", fontsize=8, ha="right",
+                va="bottom", zorder=4)
 
 
 def plot_study(
@@ -44,8 +55,7 @@ def plot_study(
             if paper and row["variant"] in paper:
                 ax.scatter(pos, np.array(paper[row["variant"]]) / 100, marker="D", color="black", s=18, zorder=3,
                            label=paper_label if i == 0 or not any(r["variant"] in paper for r in rows[:i]) else None)
-        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-        ax.text(len(metrics) - 0.5, 0.505, "chance", color="grey", fontsize=8, ha="right", va="bottom")
+        _chance_marks(ax, metrics)
         ax.set_xticks(x, [_LABELS[m] for m in metrics])
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("score (1 = perfect)")
@@ -75,10 +85,10 @@ def _grouped_bars(ax, rows: Sequence[dict[str, Any]], metrics: Sequence[str], *,
             if not np.isnan(v):
                 ax.annotate(f"{100 * v:.0f}", (b.get_x() + b.get_width() / 2, 0.02), ha="center", va="bottom",
                             fontsize=6.5, color="white", rotation=90)
-    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    _chance_marks(ax, metrics)
     ax.set_xticks(x, [_LABELS[m] for m in metrics])
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("score (1 = perfect, 0.5 = chance)")
+    ax.set_ylabel("score (1 = perfect; dashed: chance)")
 
 
 def plot_study_comparison(
@@ -115,7 +125,7 @@ def plot_study_comparison(
         else:
             ax.set_xticks(range(len(metrics)), [_LABELS[m] for m in metrics])
             ax.set_ylim(0, 1.05)
-            ax.set_ylabel("score (1 = perfect, 0.5 = chance)")
+            ax.set_ylabel("score (1 = perfect; dashed: chance)")
             ax.text(0.5, 0.5, textwrap.fill(missing, 48), transform=ax.transAxes, ha="center", va="center",
                     fontsize=8.5, family="monospace", bbox=dict(fc="0.95", ec="0.6"))
             ax.set_title("ours: none recorded yet", fontsize=9)
@@ -148,7 +158,7 @@ def plot_study_per_type(
         fig, ax = plt.subplots(figsize=(1.1 * len(defect_types) + 3.2, 0.55 * len(variants) + 2.0),
                                layout="constrained")
         cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
-        im = ax.imshow(np.ma.masked_invalid(table), cmap=cmap, vmin=0.5, vmax=1.0, aspect="auto")
+        im = ax.imshow(np.ma.masked_invalid(table), cmap=cmap, vmin=CHANCE[metric], vmax=1.0, aspect="auto")
         for i in range(len(variants)):
             for j in range(len(defect_types)):
                 v = table[i, j]
@@ -159,7 +169,7 @@ def plot_study_per_type(
         ax.set_xlabel("defect type (each scored against all normal test images)")
         ax.set_ylabel("variant")
         ax.grid(False)
-        fig.colorbar(im, ax=ax, label=f"{_LABELS[metric]} (colour from 0.5 = chance)")
+        fig.colorbar(im, ax=ax, label=f"{_LABELS[metric]} (colour from {CHANCE[metric]:g} = chance)")
         ax.set_title(_wrap(provenance_title(f"Ablation '{study}': {_LABELS[metric]} per defect type",
                                                     teacher, data), 90))
     return fig
