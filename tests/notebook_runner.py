@@ -1,6 +1,7 @@
 """Execute chapters with nbclient, the way the book build does (cwd = notebooks/)."""
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,19 @@ from typing import Optional
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "book" / "_ext"))
+from nbclient_short_poll import short_poll_shell  # noqa: E402  (one work-around for tests and book)
+
+
+class ShortPollNotebookClient(NotebookClient):
+    """nbclient's client, waiting for each reply in short polls (book/_ext/nbclient_short_poll.py says why)."""
+
+    async def async_start_new_kernel_client(self):
+        kc = await super().async_start_new_kernel_client()
+        short_poll_shell(kc)
+        return kc
+
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -51,7 +65,7 @@ def execute(path: Path, out_dir: Path, timeout: int = 600) -> ExecutedNotebook:
         first = cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ""
         cells.append((cell_index, time.perf_counter() - began[cell_index], first))
 
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+    client = ShortPollNotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}},
                             on_cell_start=on_cell_start, on_cell_executed=on_cell_executed)
     started = time.perf_counter()

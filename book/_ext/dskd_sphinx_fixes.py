@@ -6,6 +6,9 @@ Loaded from _config.yml (`sphinx: local_extensions`).
   sphinx-thebe's `const THEBE_JS_URL = ...`) end up twice in every page; the second `const`
   declaration is a JavaScript error ("Identifier 'THEBE_JS_URL' has already been declared").
   Each page gets every script once.
+- Notebook execution (myst-nb / jupyter-cache, through nbclient) waits for each cell's reply in short
+  polls (nbclient_short_poll.py, shared with the test runner): a lost wake-up of nbclient's one long
+  poll once held an explorer cell for the whole cell timeout.
 """
 from __future__ import annotations
 
@@ -30,5 +33,12 @@ def dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
 
 
 def setup(app):
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from nbclient_short_poll import install
+
+    install()
     app.connect("html-page-context", dedupe_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
