@@ -12,16 +12,11 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "book" / "_ext"))
-from nbclient_short_poll import short_poll_shell  # noqa: E402  (one work-around for tests and book)
+import nbclient_short_poll  # noqa: E402
 
-
-class ShortPollNotebookClient(NotebookClient):
-    """nbclient's client, waiting for each reply in short polls (book/_ext/nbclient_short_poll.py says why)."""
-
-    async def async_start_new_kernel_client(self):
-        kc = await super().async_start_new_kernel_client()
-        short_poll_shell(kc)
-        return kc
+# the book build installs the same work-around (book/_ext/dskd_sphinx_fixes.py): short polls of the shell
+# socket for each cell's reply (nbclient_short_poll.py says why)
+nbclient_short_poll.install()
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +60,7 @@ def execute(path: Path, out_dir: Path, timeout: int = 600) -> ExecutedNotebook:
         first = cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ""
         cells.append((cell_index, time.perf_counter() - began[cell_index], first))
 
-    client = ShortPollNotebookClient(nb, timeout=timeout, kernel_name="python3",
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}},
                             on_cell_start=on_cell_start, on_cell_executed=on_cell_executed)
     started = time.perf_counter()

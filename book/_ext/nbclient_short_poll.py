@@ -8,7 +8,7 @@ missed the message's wake-up (cf. jupyter/nbclient#312, "when cell contains ipyw
 will sometimes block"). Polling again every ``POLL_S`` seconds looks at the socket afresh, so a lost
 wake-up costs at most that long, and the cell's timeout still applies in full.
 
-Used by the test runner (tests/notebook_runner.py) and, through :func:`install`, by the book build
+:func:`install` is called by the test runner (tests/notebook_runner.py) and by the book build
 (book/_ext/dskd_sphinx_fixes.py), so both execute notebooks the same way.
 """
 from __future__ import annotations

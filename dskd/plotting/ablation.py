@@ -15,13 +15,12 @@ _LABELS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pro": "P
 CHANCE = {"image_auroc": 0.5, "pixel_auroc": 0.5, "pro": 0.15}
 
 
-def _chance_marks(ax, metrics: Sequence[str], *, label: bool = True) -> None:
+def _chance_marks(ax, metrics: Sequence[str]) -> None:
     """A dashed line at each metric's chance level, across that metric's group of bars only."""
     for i, m in enumerate(metrics):
         ax.hlines(CHANCE[m], i - 0.45, i + 0.45, color="grey", lw=0.8, ls="--", zorder=4)
-    if label:
-        ax.text(len(metrics) - 0.55, CHANCE[metrics[-1]] + 0.01, "chance", color="grey", fontsize=8, ha="right",
-                va="bottom", zorder=4)
+    ax.text(len(metrics) - 0.55, CHANCE[metrics[-1]] + 0.01, "chance", color="grey", fontsize=8, ha="right",
+            va="bottom", zorder=4)
 
 
 def plot_study(
