@@ -276,7 +276,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                         device=args.device or "auto", data_root=args.data_root, image_size=args.image_size,
                         batch_size=args.batch_size, num_workers=args.num_workers, out_dir=args.out_dir,
                         runs_dir=args.runs_dir, devices=devices, ddp=args.ddp, download=not args.no_download,
-                        checkpoint_every=args.checkpoint_every, n_examples=args.examples, overwrite=args.overwrite)
+                        checkpoint_every=args.checkpoint_every, n_examples=args.examples, overwrite=args.overwrite,
+                        eval_every=args.eval_every)
     except KeyboardInterrupt:
         print(f"\ndskd reproduce: interrupted. Run the same command again to resume from the last checkpoint "
               f"(saved every {args.checkpoint_every} epochs under {args.runs_dir}); finished categories are kept.",
@@ -401,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="results", help="results folder (default results)")
     p.add_argument("--runs-dir", default="runs/reproduce", help="checkpoints folder (default runs/reproduce)")
     p.add_argument("--checkpoint-every", type=int, default=10, help="save a resumable checkpoint every N epochs")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="also score the test split every N epochs and record the learning curve (default 0: no)")
     p.add_argument("--image-size", type=int, help="default: the paper's (128 for mt-defects, 256 otherwise)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--num-workers", type=int)

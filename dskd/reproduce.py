@@ -204,7 +204,7 @@ def job_state(job: Job, out_dir: PathLike) -> str:
 
 def reproduce_command(benchmark: str, categories: Sequence[Optional[str]] = (), *, seeds: Sequence[int] = (0,),
                       cfg: Optional[TrainConfig] = None, out_dir: Optional[PathLike] = None,
-                      data_root: Optional[str] = None) -> str:
+                      data_root: Optional[str] = None, eval_every: int = 0) -> str:
     """The ``dskd reproduce`` command line for these categories (options only where not the defaults,
     except the teacher, always named). ``cfg=None``: the paper's setting."""
     parts = ["dskd", "reproduce", benchmark]
@@ -226,6 +226,8 @@ def reproduce_command(benchmark: str, categories: Sequence[Optional[str]] = (), 
         parts += ["--data-root", str(data_root)]
     if out_dir is not None and Path(out_dir) != Path(DEFAULT_OUT_DIR):
         parts += ["--out-dir", str(out_dir)]
+    if eval_every:
+        parts += ["--eval-every", str(eval_every)]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -297,19 +299,51 @@ def _epoch_logger(label: str, every: int) -> Callable:
     return log
 
 
+def shorter_runs(folder: Path, cfg: TrainConfig) -> list[tuple[int, Path]]:
+    """Checkpoints beside ``folder`` of the same job with a config that differs only in its epochs.
+
+    Training uses a constant learning rate and seeds each epoch's shuffle by (seed, epoch), so epoch
+    ``k`` of a shorter (or longer, unfinished) run is epoch ``k`` of this one: a longer budget can
+    continue it instead of starting again. Returns ``(epoch, path)`` for every usable checkpoint,
+    at most ``cfg.epochs`` epochs in, most epochs first.
+    """
+    from .checkpoint import read_checkpoint
+
+    prefix = folder.name.rsplit("-", 1)[0] + "-"  # seed<N>-
+    found = []
+    for other in sorted(folder.parent.glob(prefix + "*/checkpoint.pt")):
+        if other.parent == folder:
+            continue
+        try:
+            payload = read_checkpoint(other)
+            saved = TrainConfig.from_dict(payload["config"])
+        except (ValueError, KeyError, TypeError, OSError):
+            continue
+        epoch = int(payload["epoch"])
+        if saved.replace(epochs=cfg.epochs, device=cfg.device) == cfg and 0 < epoch <= cfg.epochs:
+            found.append((epoch, other))
+    return sorted(found, key=lambda t: -t[0])
+
+
 def _train_or_resume(job: Job, cfg: TrainConfig, folder: Path, *, checkpoint_every: int, progress: bool,
                      callbacks: Sequence[Callable], ddp: bool):
-    """Train, resume an interrupted run, or load a finished one; returns (TrainResult, resumed-from epoch)."""
-    from .checkpoint import load_checkpoint, read_checkpoint
-    from .training import TrainResult, train
+    """Train, resume an interrupted run, continue a shorter one, or load a finished one.
 
-    from .training import cache_dir, run_key
+    Returns (TrainResult, the epoch training started from).
+    """
+    from .checkpoint import load_checkpoint, read_checkpoint
+    from .training import TrainResult, cache_dir, run_key, train
 
     ckpt = folder / "checkpoint.pt"
     shared = cache_dir() / run_key(cfg) / "checkpoint.pt"  # the same run trained by `dskd ablate` / train_or_load
     if not ckpt.is_file() and shared.is_file() and int(read_checkpoint(shared)["epoch"]) >= cfg.epochs:
         print(f"[{job.label}] using the identical finished run {shared}", flush=True)
         ckpt = shared
+    if not ckpt.is_file() and (shorter := shorter_runs(folder, cfg)):
+        epoch, other = shorter[0]
+        print(f"[{job.label}] continuing {other} from its epoch {epoch} (same config but the epochs; constant "
+              f"learning rate and per-epoch shuffles make its first {epoch} epochs this run's)", flush=True)
+        ckpt = other
     if ckpt.is_file():
         epoch = int(read_checkpoint(ckpt)["epoch"])
         if epoch >= cfg.epochs:
@@ -321,9 +355,39 @@ def _train_or_resume(job: Job, cfg: TrainConfig, folder: Path, *, checkpoint_eve
             return result, epoch
         print(f"[{job.label}] resuming from epoch {epoch} of {cfg.epochs} ({ckpt})", flush=True)
         return train(cfg, out_dir=folder, resume=ckpt, checkpoint_every=checkpoint_every, progress=progress,
-                     callbacks=callbacks, ddp=ddp), epoch
+                     callbacks=callbacks, ddp=ddp, cache_teacher=not ddp), epoch
     return train(cfg, out_dir=folder, checkpoint_every=checkpoint_every, progress=progress, callbacks=callbacks,
-                 ddp=ddp), 0
+                 ddp=ddp, cache_teacher=not ddp), 0
+
+
+def _curve_logger(cfg: TrainConfig, test_set: Any, path: Path, every: int) -> Callable:
+    """Evaluate on the test split every ``every`` epochs and keep the points in ``path`` (JSON).
+
+    The file lives in the run folder, so points from before an interruption survive a resume.
+    """
+    from .evaluation import evaluate
+
+    def log(epoch: int, loss: float, model: Any) -> None:
+        if epoch % every or epoch >= cfg.epochs:  # the final epoch is evaluated by run_job itself
+            return
+        model.eval()
+        report = evaluate(model, test_set, sigma=cfg.sigma, layers=cfg.layers, lam=cfg.lam,
+                          normalization=cfg.normalization, batch_size=cfg.batch_size)
+        model.train()
+        points = [p for p in read_curve(path) if p["epoch"] < epoch]
+        points.append({"epoch": epoch, "loss": loss, **{m: getattr(report, m) for m in METRICS}})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, points)
+        print(f"[curve] epoch {epoch}: image AUROC {report.image_auroc:.3f}, pixel AUROC {report.pixel_auroc:.3f},"
+              f" PRO {report.pro:.3f}", flush=True)
+
+    return log
+
+
+def read_curve(path: PathLike) -> list[dict[str, Any]]:
+    """The learning-curve points of a run folder's ``curve.json`` (empty if none)."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
 def _ddp_device(cfg: TrainConfig):
@@ -344,8 +408,13 @@ def run_job(
     callbacks: Sequence[Callable] = (),
     ddp: bool = False,
     overwrite: bool = False,
+    eval_every: int = 0,
 ) -> dict[str, Any]:
-    """Train (or resume, or load), evaluate, draw and record one job; skip it if its result exists."""
+    """Train (or resume, or load), evaluate, draw and record one job; skip it if its result exists.
+
+    ``eval_every`` > 0 also scores the test split every that many epochs during training and records
+    the learning curve (``training.curve`` in the result; held in the run folder across resumes).
+    """
     from .distributed import barrier, dist_info
     from .evaluation import evaluate
     from .training import data_description, dataset_for
@@ -364,6 +433,11 @@ def run_job(
     started = time.perf_counter()
     if not progress and not ddp:
         callbacks = (*callbacks, _epoch_logger(f"{cfg.device}] [{job.label}", max(1, cfg.epochs // 10)))
+    curve_path = folder / "curve.json"
+    if eval_every < 0:
+        raise ValueError(f"eval_every must be >= 0 (0: no learning curve), got {eval_every}")
+    if eval_every and not ddp:
+        callbacks = (*callbacks, _curve_logger(cfg, dataset_for(cfg, "test"), curve_path, eval_every))
     result, resumed_from = _train_or_resume(job, cfg, folder, checkpoint_every=checkpoint_every, progress=progress,
                                             callbacks=callbacks, ddp=ddp)
     if ddp and not dist_info().is_main:
@@ -392,11 +466,14 @@ def run_job(
                      "history": result.history, "train_seconds": round(result.seconds, 2),
                      "resumed_from_epoch": resumed_from, "checkpoint": str(result.checkpoint),
                      "loaded_finished_checkpoint": bool(result.extra.get("loaded")),
-                     "distributed": result.extra.get("distributed")},
+                     "distributed": result.extra.get("distributed"),
+                     **({"curve": [*(p for p in read_curve(curve_path) if p["epoch"] < cfg.epochs),
+                                   {"epoch": cfg.epochs, "loss": result.history[-1] if result.history else None,
+                                    **{m: getattr(report, m) for m in METRICS}}]} if eval_every else {})},
         "figures": [str(Path(f).relative_to(path.parent)) for f in figures],
         "config": cfg.to_dict(),
         "reproduce_command": reproduce_command(job.benchmark, [job.category], seeds=[job.seed], cfg=cfg,
-                                               out_dir=out_dir),
+                                               out_dir=out_dir, eval_every=eval_every),
         "provenance": provenance(
             dev, teacher=report.teacher, epochs=cfg.epochs, seed=job.seed, data=data,
             data_root=str(getattr(test_set, "root", cfg.data_root)), split=split_description(cfg, train_set, test_set),
@@ -556,6 +633,7 @@ def reproduce(
     progress: bool = True,
     callbacks: Sequence[Callable] = (),
     mp_context: str = "spawn",
+    eval_every: int = 0,
 ) -> dict[str, Any]:
     """The whole pipeline for one benchmark: check/download data, run the jobs not done yet, write tables.
 
@@ -581,7 +659,7 @@ def reproduce(
             ensure_data(benchmark, sorted({j.category for j in todo}, key=str), data_root, download=download)
         barrier()
     opts = dict(out_dir=out_dir, runs_dir=runs_dir, checkpoint_every=checkpoint_every, n_examples=n_examples,
-                progress=progress, ddp=ddp, overwrite=overwrite)
+                progress=progress, ddp=ddp, overwrite=overwrite, eval_every=eval_every)
     if callbacks:
         opts["callbacks"] = callbacks
     summaries = [{"job": j.label, "category": j.category, "seed": j.seed, "status": "skipped (result exists)",

@@ -183,6 +183,31 @@ def test_mt_defects_fake_tree_resume_after_interrupt(tmp_path):
     assert reproduce("mt-defects", None, **kw)["jobs"][0]["status"] == "skipped (result exists)"
 
 
+@pytest.mark.slow
+def test_a_longer_budget_continues_the_shorter_run_and_records_a_learning_curve(tmp_path, capsys):
+    data, runs = make_mt(tmp_path / "magnetic-tile"), tmp_path / "runs"
+    kw = dict(runs_dir=runs, data_root=str(data), progress=False, **{**TINY, "epochs": 1})
+    reproduce("mt-defects", None, out_dir=tmp_path / "short", **kw)
+    longer = {**kw, "epochs": 3}
+    cont = reproduce("mt-defects", None, out_dir=tmp_path / "continued", eval_every=1, **longer)
+    assert cont["jobs"][0]["status"] == "done (resumed from epoch 1)"
+    assert "continuing" in capsys.readouterr().out
+    scratch = reproduce("mt-defects", None, out_dir=tmp_path / "scratch", eval_every=1,
+                        **{**longer, "runs_dir": tmp_path / "runs-scratch"})
+    assert scratch["jobs"][0]["status"] == "done"
+    a, b = (json.loads((tmp_path / d / "mt-defects" / "seed0.json").read_text()) for d in ("continued", "scratch"))
+    # continuing the 1-epoch run is training 3 epochs from scratch: same losses, same scores
+    assert a["training"]["history"] == pytest.approx(b["training"]["history"], rel=1e-5)
+    assert a["metrics"]["image_auroc"] == pytest.approx(b["metrics"]["image_auroc"], abs=1e-6)
+    assert [p["epoch"] for p in a["training"]["curve"]] == [2, 3]  # epoch 1 was trained by the short run
+    assert [p["epoch"] for p in b["training"]["curve"]] == [1, 2, 3]
+    assert b["training"]["curve"][-1]["image_auroc"] == b["metrics"]["image_auroc"]
+    assert b["training"]["curve"][1] == pytest.approx(a["training"]["curve"][0], rel=1e-5)
+    assert "--eval-every 1" in b["reproduce_command"]
+    with pytest.raises(ValueError, match="eval_every must be >= 0"):
+        reproduce("mt-defects", None, out_dir=tmp_path / "bad", eval_every=-1, **{**longer, "seeds": (1,)})
+
+
 def test_mt_defects_reuses_the_identical_run_of_the_ablation_cache(tmp_path, monkeypatch, capsys):
     from dskd.reproduce import paper_config
     from dskd.training import train_or_load
