@@ -120,11 +120,16 @@ def machine_description() -> dict[str, Any]:
 
 
 def machine_name(desc: Optional[dict[str, Any]] = None) -> str:
-    """A file-name slug for the machine: ``cpu-<model>-<N>cpu``."""
+    """A file-name slug for the machine: ``cpu-<model>-<N>cpu[-<SIMD level torch uses>]``.
+
+    The SIMD level is part of the name because virtual machines sold under one CPU name differ in it
+    (AVX2 against AVX-512 with BF16 here), and it changes the numbers.
+    """
     desc = desc or machine_description()
     model = re.sub(r"[^a-z0-9]+", "-", desc["cpu"].lower()).strip("-")
     model = re.sub(r"-(\d+)-core-processor$", "", model)
-    return f"cpu-{model}-{desc['logical_cpus']}cpu"
+    cap = desc.get("cpu_capability")
+    return f"cpu-{model}-{desc['logical_cpus']}cpu" + (f"-{cap.lower()}" if cap else "")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -345,3 +345,12 @@ def test_cli_profile_writes_json(tmp_path, capsys):
     data = json.loads((tmp_path / "test.json").read_text())
     assert data["records"][0]["structure"] == "T-E" and data["machine"]["cpu"]
     assert main(["profile", "--sizes", "32,x"]) == 2
+
+
+def test_machine_name_tells_simd_levels_apart():
+    from dskd.profiling import machine_name
+
+    desc = {"cpu": "AMD EPYC 7B13 64-Core Processor", "logical_cpus": 2, "cpu_capability": "AVX512"}
+    assert machine_name(desc) == "cpu-amd-epyc-7b13-2cpu-avx512"
+    assert machine_name({**desc, "cpu_capability": "AVX2"}) == "cpu-amd-epyc-7b13-2cpu-avx2"
+    assert machine_name({**desc, "cpu_capability": None}) == "cpu-amd-epyc-7b13-2cpu"
