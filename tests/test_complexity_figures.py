@@ -14,20 +14,22 @@ from dskd.profiling import load_profiles  # noqa: E402
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
-@pytest.fixture(scope="module")
-def profile():
-    profiles = load_profiles(RESULTS / "complexity")
-    if not profiles:
-        pytest.skip("no recorded profile in results/complexity/")
-    return next(iter(profiles.values()))
+PROFILES = sorted((RESULTS / "complexity").glob("*.json"))
+SPEEDS = sorted((RESULTS / "benchmarks").glob("speed*.json"))
 
 
-@pytest.fixture(scope="module")
-def speed():
-    path = RESULTS / "benchmarks" / "speed.json"
-    if not path.is_file():
-        pytest.skip("no recorded results/benchmarks/speed.json")
-    return json.loads(path.read_text())
+def test_the_recorded_files_are_there():
+    assert PROFILES and SPEEDS, "results/complexity/*.json and results/benchmarks/speed*.json are committed"
+
+
+@pytest.fixture(scope="module", params=PROFILES, ids=lambda p: p.stem)
+def profile(request):
+    return load_profiles(RESULTS / "complexity")[request.param.stem]
+
+
+@pytest.fixture(scope="module", params=SPEEDS, ids=lambda p: p.stem)
+def speed(request):
+    return json.loads(request.param.read_text())
 
 
 def _titles(fig):
@@ -59,6 +61,7 @@ def test_time_breakdown_figure(profile):
 def test_speedups_and_fractions_figures(speed, profile):
     fig = plot_speedups(speed)
     assert "teacher:" in fig._suptitle.get_text() and "What each speed-up bought" in fig._suptitle.get_text()
+    assert f"{speed['machine']['cpu']}, {speed['machine']['cpu_capability']}" in fig._suptitle.get_text()
     bars = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert bars == list(speed["inference_b1"])
     assert fig.axes[0].get_xlim()[1] == pytest.approx(1.6 * speed["inference_b1"]["plain"]["median_s"] * 1e3)
@@ -69,6 +72,6 @@ def test_speedups_and_fractions_figures(speed, profile):
     assert dotted == [pytest.approx(100.0)]
     plt.close(fig)
     fig = plot_fractions(profile)
-    assert "teacher:" in fig.axes[0].get_title()
+    assert "teacher:" in fig.axes[0].get_title() and profile["machine"]["cpu_capability"] in fig.axes[0].get_title()
     assert len(fig.axes[0].get_xticklabels()) == len(profile["records"])
     plt.close(fig)

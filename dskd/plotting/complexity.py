@@ -25,6 +25,13 @@ def _teacher(result: dict[str, Any]) -> str:
     return f"{name} init (speed does not depend on weights)"
 
 
+def _machine(result: dict[str, Any]) -> str:
+    """'AMD EPYC, AVX512': the CPU and the SIMD level torch used (one CPU name covers several levels)."""
+    m = result.get("machine", {})
+    cap = m.get("cpu_capability")
+    return f"{m.get('cpu', 'unknown CPU')}" + (f", {cap}" if cap else "")
+
+
 def _title(text: str, data: str, teacher: str, width: int = 95) -> str:
     lines = provenance_title(text, teacher, data).split("\n")
     return "\n".join(textwrap.fill(line, width) for line in lines)
@@ -134,11 +141,16 @@ def plot_speedups(speed: dict[str, Any], *, goal_s: Optional[float] = 0.10) -> F
         # the bound benchmarks/speed.py states: DS's FLOPs at the rate of the probes timed beside batch 1
         att_b1 = max(speed["attainable"].get("batch1_round", {"all": att}).values())
         bound = speed["gflops_ds"] / att_b1 * 1e3
-        a1.axvline(bound, color="grey", ls="--", lw=1)
-        a1.text(bound, -0.8, f" FLOPs at {att_b1:.0f} GFLOP/s", fontsize=7, color="grey", va="center")
+        lines = [(bound, f"FLOPs at {att_b1:.0f} GFLOP/s", "grey", "--")]
         if goal_s:
-            a1.axvline(goal_s * 1e3, color="black", ls=":", lw=1)
-            a1.text(goal_s * 1e3, -0.8, f"goal {goal_s * 1e3:.0f} ms ", fontsize=7, ha="right", va="center")
+            lines.append((goal_s * 1e3, f"goal {goal_s * 1e3:.0f} ms", "black", ":"))
+        lines.sort()
+        for i, (x, label, colour, style) in enumerate(lines):
+            a1.axvline(x, color=colour, ls=style, lw=1)
+            # labels grow away from each other: the left line's to the left, the right line's to the right
+            left = i == 0 and len(lines) > 1
+            a1.text(x, -0.8, f"{label} " if left else f" {label}", fontsize=7, color=colour, va="center",
+                    ha="right" if left else "left")
         a1.set_ylim(len(names) - 0.5, -1.3)  # inverted, with a row on top for the line labels
         a1.set_xlabel(f"latency per image, batch 1 (ms, median of {inf['plain']['runs']} runs)")
         a1.set_xlim(0, xmax)
@@ -155,7 +167,7 @@ def plot_speedups(speed: dict[str, Any], *, goal_s: Optional[float] = 0.10) -> F
         a2.grid(axis="y", visible=False)
         a2.set_title(f"DS training step, {size}x{size}")
         m = speed["machine"]
-        fig.suptitle(_title(f"What each speed-up bought on {m['cpu']} ({speed['threads']} threads, torch {m['torch']})",
+        fig.suptitle(_title(f"What each speed-up bought on {_machine(speed)} ({speed['threads']} threads, torch {m['torch']})",
                             f"random input {size}x{size}", _teacher(speed), width=130), fontsize=10)
     return fig
 
@@ -182,8 +194,8 @@ def plot_fractions(profile: dict[str, Any]) -> Figure:
         ax.set_xticks(x, labels)
         ax.set_ylabel("GFLOP/s / attainable GFLOP/s")
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        ax.set_title(_title(f"Counted FLOPs per second as a fraction of the attainable rate "
-                            f"({profile['attainable_gflops_per_s']:.0f} GFLOP/s, fast = "
+        ax.set_title(_title(f"Counted FLOPs per second as a fraction of the attainable rate on "
+                            f"{_machine(profile)} ({profile['attainable_gflops_per_s']:.0f} GFLOP/s, fast = "
                             f"{profile['settings']['speed_description']})", "random input", _teacher(profile),
                             width=110))
     return fig
