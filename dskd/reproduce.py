@@ -360,6 +360,26 @@ def _train_or_resume(job: Job, cfg: TrainConfig, folder: Path, *, checkpoint_eve
                  ddp=ddp, cache_teacher=not ddp), 0
 
 
+def share_finished_run(ckpt: Path, cfg: TrainConfig) -> Optional[Path]:
+    """Make a finished reproduce run visible to ``dskd ablate`` / ``train_or_load`` (their cache under
+    :func:`dskd.training.cache_dir`), the way reproduce already reuses theirs: a hard link (no copy),
+    or a symbolic link where the two folders are on different file systems. Nothing is replaced.
+
+    Returns the cache path, or None when the cache already holds a checkpoint of this config.
+    """
+    from .training import cache_dir, run_key
+
+    shared = cache_dir() / run_key(cfg) / "checkpoint.pt"
+    if shared.exists() or not Path(ckpt).is_file() or Path(ckpt).resolve() == shared.resolve():
+        return None
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(ckpt, shared)
+    except OSError:
+        shared.symlink_to(Path(ckpt).resolve())
+    return shared
+
+
 def _curve_logger(cfg: TrainConfig, test_set: Any, path: Path, every: int) -> Callable:
     """Evaluate on the test split every ``every`` epochs and keep the points in ``path`` (JSON).
 
@@ -443,6 +463,8 @@ def run_job(
     if ddp and not dist_info().is_main:
         barrier()  # rank 0 evaluates and writes
         return {**summary, "status": f"trained (rank {dist_info().rank})"}
+    if not ddp and result.checkpoint is not None and (shared := share_finished_run(result.checkpoint, job.cfg)):
+        print(f"[{job.label}] finished run shared with dskd ablate's cache: {shared}", flush=True)
     model = result.model
     dev = next(model.parameters()).device
     train_set, test_set = dataset_for(cfg, "train"), dataset_for(cfg, "test")

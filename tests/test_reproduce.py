@@ -184,7 +184,8 @@ def test_mt_defects_fake_tree_resume_after_interrupt(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_longer_budget_continues_the_shorter_run_and_records_a_learning_curve(tmp_path, capsys):
+def test_a_longer_budget_continues_the_shorter_run_and_records_a_learning_curve(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DSKD_CACHE", str(tmp_path / "cache"))
     data, runs = make_mt(tmp_path / "magnetic-tile"), tmp_path / "runs"
     kw = dict(runs_dir=runs, data_root=str(data), progress=False, **{**TINY, "epochs": 1})
     reproduce("mt-defects", None, out_dir=tmp_path / "short", **kw)
@@ -192,6 +193,7 @@ def test_a_longer_budget_continues_the_shorter_run_and_records_a_learning_curve(
     cont = reproduce("mt-defects", None, out_dir=tmp_path / "continued", eval_every=1, **longer)
     assert cont["jobs"][0]["status"] == "done (resumed from epoch 1)"
     assert "continuing" in capsys.readouterr().out
+    monkeypatch.setenv("DSKD_CACHE", str(tmp_path / "cache-scratch"))  # or it would load the run just shared
     scratch = reproduce("mt-defects", None, out_dir=tmp_path / "scratch", eval_every=1,
                         **{**longer, "runs_dir": tmp_path / "runs-scratch"})
     assert scratch["jobs"][0]["status"] == "done"
@@ -204,6 +206,16 @@ def test_a_longer_budget_continues_the_shorter_run_and_records_a_learning_curve(
     assert b["training"]["curve"][-1]["image_auroc"] == b["metrics"]["image_auroc"]
     assert b["training"]["curve"][1] == pytest.approx(a["training"]["curve"][0], rel=1e-5)
     assert "--eval-every 1" in b["reproduce_command"]
+    # the finished run is now dskd ablate's too: train_or_load loads it instead of training again
+    from dskd.reproduce import paper_config
+    from dskd.training import train_or_load
+
+    monkeypatch.setenv("DSKD_CACHE", str(tmp_path / "cache"))
+    assert (tmp_path / "cache").is_dir() and (tmp_path / "cache-scratch").is_dir()
+    cfg = paper_config("mt-defects", None, seed=0, **{k: longer[k] for k in ("epochs", "teacher", "image_size",
+                                                                            "batch_size", "device", "data_root")})
+    loaded = train_or_load(cfg, progress=False)
+    assert loaded.extra["cached"] and loaded.history == pytest.approx(a["training"]["history"], rel=1e-6)
     with pytest.raises(ValueError, match="eval_every must be >= 0"):
         reproduce("mt-defects", None, out_dir=tmp_path / "bad", eval_every=-1, **{**longer, "seeds": (1,)})
 
