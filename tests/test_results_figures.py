@@ -15,7 +15,9 @@ import torch  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 
 from dskd import paper_results as P  # noqa: E402
-from dskd.plotting import plot_anomaly_grid, plot_per_defect_type, plot_table_comparison, runs_setting  # noqa: E402
+from dskd.plotting import (  # noqa: E402
+    plot_anomaly_grid, plot_learning_curve, plot_per_defect_type, plot_table_comparison, runs_setting,
+)
 from dskd.reproduce import (  # noqa: E402
     build_tables, collect_results, paper_gaps, redraw_examples, reproduce, run_rows, runs_markdown, table_markdown,
 )
@@ -28,7 +30,7 @@ def make_fake_results(root: Path) -> Path:
     """A results folder as `dskd reproduce` writes it: MT Defects (2 seeds, 2 epochs), MVTec AD 'bottle'
     and MVTec 3D-AD 'bagel' (1 epoch each), trained on fake data trees under ``root``."""
     out, runs = root / "results", root / "runs"
-    reproduce("mt-defects", None, seeds=(0, 1), epochs=2, out_dir=out, runs_dir=runs,
+    reproduce("mt-defects", None, seeds=(0, 1), epochs=2, eval_every=1, out_dir=out, runs_dir=runs,
               data_root=str(make_mt(root / "magnetic-tile")), n_examples=2, **TINY)
     reproduce("mvtec", "bottle", epochs=1, out_dir=out, runs_dir=runs,
               data_root=str(make_mvtec(root / "mvtec_ad", ("bottle",))), **TINY)
@@ -169,3 +171,26 @@ def test_fig7_gallery_redrawn_from_the_checkpoint(fake_results):
     moved = {**rec, "provenance": {**rec["provenance"], "data_root": str(fake_results / "no-data")},
              "config": {**rec["config"], "data_root": str(fake_results / "no-data")}}
     assert redraw_examples(moved) is None
+
+
+def test_learning_curve_of_the_recorded_runs(fake_results):
+    recs = collect_results(fake_results, "mt-defects")[None]
+    assert [[p["epoch"] for p in r["training"]["curve"]] for r in recs] == [[1, 2], [1, 2]]
+    for r in recs:  # the last point is the result itself
+        assert r["training"]["curve"][-1]["image_auroc"] == r["metrics"]["image_auroc"]
+    fig = plot_learning_curve(recs, paper=P.TABLE5[P.OURS], goal=0.8)
+    text = _text(fig)
+    assert "teacher: random" in text and "(2 epochs, scored every 1 epoch)" in text
+    assert "data: mt-defects, 32x32, test split" in text
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:3] == ["seed 0", "seed 1", "mean of 2 seeds"] and "goal 0.80" in labels
+    assert any(lab.startswith("paper, 200 epochs (0.962)") for lab in labels)
+    mean = next(ln for ln in ax.lines if ln.get_label() == "mean of 2 seeds")
+    expected = [sum(r["training"]["curve"][i]["image_auroc"] for r in recs) / 2 for i in range(2)]
+    assert list(mean.get_ydata()) == pytest.approx(expected)
+    assert ax.get_xlabel() == "epoch" and "image AUROC" in ax.get_ylabel()
+    plt.close(fig)
+    bare = [{**r, "training": {**r["training"], "curve": []}} for r in recs]
+    with pytest.raises(ValueError, match="--eval-every"):
+        plot_learning_curve(bare)

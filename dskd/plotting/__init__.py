@@ -9,7 +9,8 @@ from .ablation import (
     plot_level_discrepancy, plot_study, plot_study_comparison, plot_study_per_type, plot_variant_gallery,
     plot_variant_maps,
 )
-from .results import plot_anomaly_grid, plot_loss_curve, plot_per_defect_type, plot_table_comparison, runs_setting
+from .results import (plot_anomaly_grid, plot_learning_curve, plot_loss_curve, plot_per_defect_type,
+                      plot_table_comparison, runs_setting)
 from .architecture import plot_dskd_architecture, plot_embedding_flow, plot_parameter_budget, plot_value_counts
 from .loss import loss_contributions, plot_distillation_map, plot_loss_forms
 from .inference import confusion_counts, plot_inference_settings, plot_inference_steps, plot_threshold
@@ -28,7 +29,7 @@ from .style import FEATURE_CMAP, MAP_CMAP, STYLE, clean_axes, dskd_style, proven
 __all__ = [
     "plot_study", "plot_study_comparison", "plot_study_per_type", "plot_variant_gallery", "plot_variant_maps",
     "plot_level_discrepancy",
-    "plot_anomaly_grid", "plot_loss_curve", "plot_per_defect_type", "plot_table_comparison",
+    "plot_anomaly_grid", "plot_learning_curve", "plot_loss_curve", "plot_per_defect_type", "plot_table_comparison",
     "runs_setting",
     "plot_dskd_architecture", "plot_embedding_flow", "plot_parameter_budget", "plot_value_counts",
     "loss_contributions", "plot_distillation_map", "plot_loss_forms",

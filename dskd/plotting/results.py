@@ -221,3 +221,52 @@ def plot_per_defect_type(table: dict[str, Any], *, paper: bool = True) -> Figure
         ax.set_title(_wrap(provenance_title("MT Defects per defect type (rebuild)", teacher,
                                             f"MT Defects test split | {setting}"), 95), fontsize=9)
     return fig
+
+
+_CURVE_METRICS = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("pro", "PRO (FPR up to 0.3)"))
+
+
+def plot_learning_curve(records: Sequence[dict[str, Any]], *, paper: Optional[Sequence[float]] = None,
+                        goal: Optional[float] = None) -> Figure:
+    """Test-split scores against epochs for result records of ``dskd reproduce --eval-every N``
+    (``training.curve``), one line per seed, their mean in black where every seed has the epoch.
+
+    ``paper``: the paper's (image AUROC, pixel AUROC, PRO) in percent, drawn dotted (its 200-epoch value);
+    ``goal``: an image AUROC to mark (dashed)."""
+    runs = [r for r in records if r.get("training", {}).get("curve")]
+    if not runs:
+        raise ValueError("no record holds a learning curve: run `dskd reproduce ... --eval-every N` (the result's "
+                         "training.curve lists the test scores every N epochs)")
+    teachers = sorted({r["provenance"]["teacher"] for r in runs})
+    epochs = sorted({r["training"]["epochs"] for r in runs})
+    data = sorted({r["provenance"]["data"] for r in runs})
+    gaps = {b["epoch"] - a["epoch"] for r in runs for a, b in zip(r["training"]["curve"], r["training"]["curve"][1:])}
+    every = f"scored every {min(gaps)} epoch{'s' if min(gaps) > 1 else ''}" if gaps else "scored at the end"
+    with dskd_style():
+        fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.6), layout="constrained", sharex=True)
+        for ax, (m, label) in zip(axes, _CURVE_METRICS):
+            by_epoch: dict[int, list[float]] = {}
+            for r in sorted(runs, key=lambda r: r["seed"]):
+                pts = [(p["epoch"], p[m]) for p in r["training"]["curve"] if p.get(m) is not None]
+                ax.plot(*zip(*pts), marker="o", ms=3, lw=1, alpha=0.7, label=f"seed {r['seed']}")
+                for e, v in pts:
+                    by_epoch.setdefault(e, []).append(v)
+            full = sorted(e for e, v in by_epoch.items() if len(v) == len(runs))
+            if len(runs) > 1 and full:
+                ax.plot(full, [np.mean(by_epoch[e]) for e in full], color="black", lw=2,
+                        label=f"mean of {len(runs)} seeds")
+            if paper is not None:
+                pv = paper[[k for k, _ in _CURVE_METRICS].index(m)]
+                if pv is not None:
+                    ax.axhline(pv / 100, color="#4c72b0", ls=":", lw=1.2, label=f"paper, 200 epochs ({pv / 100:.3f})")
+            if goal is not None and m == "image_auroc":
+                ax.axhline(goal, color="#c44e52", ls="--", lw=1, label=f"goal {goal:.2f}")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(f"{label} (test split)")
+            ax.set_title(label)
+            ax.set_ylim(0, 1)
+            ax.legend(fontsize=7, loc="lower right")
+        fig.suptitle(_wrap(provenance_title(
+            f"Test scores during training ({'/'.join(map(str, epochs))} epochs, {every})",
+            "; ".join(teachers), f"{', '.join(data)}, test split"), 120), fontsize=10)
+    return fig
