@@ -370,7 +370,7 @@ def share_finished_run(ckpt: Path, cfg: TrainConfig) -> Optional[Path]:
     from .training import cache_dir, run_key
 
     shared = cache_dir() / run_key(cfg) / "checkpoint.pt"
-    if shared.exists() or not Path(ckpt).is_file() or Path(ckpt).resolve() == shared.resolve():
+    if shared.exists() or not Path(ckpt).is_file():
         return None
     shared.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -439,6 +439,8 @@ def run_job(
     from .evaluation import evaluate
     from .training import data_description, dataset_for
 
+    if eval_every < 0:
+        raise ValueError(f"eval_every must be >= 0 (0: no learning curve), got {eval_every}")
     cfg = job.cfg.replace(device=device) if device is not None else job.cfg
     path = result_path(out_dir, job.benchmark, job.category, job.seed)
     state = job_state(job, out_dir)
@@ -454,10 +456,9 @@ def run_job(
     if not progress and not ddp:
         callbacks = (*callbacks, _epoch_logger(f"{cfg.device}] [{job.label}", max(1, cfg.epochs // 10)))
     curve_path = folder / "curve.json"
-    if eval_every < 0:
-        raise ValueError(f"eval_every must be >= 0 (0: no learning curve), got {eval_every}")
+    test_set = dataset_for(cfg, "test")
     if eval_every and not ddp:
-        callbacks = (*callbacks, _curve_logger(cfg, dataset_for(cfg, "test"), curve_path, eval_every))
+        callbacks = (*callbacks, _curve_logger(cfg, test_set, curve_path, eval_every))
     result, resumed_from = _train_or_resume(job, cfg, folder, checkpoint_every=checkpoint_every, progress=progress,
                                             callbacks=callbacks, ddp=ddp)
     if ddp and not dist_info().is_main:
@@ -467,7 +468,7 @@ def run_job(
         print(f"[{job.label}] finished run shared with dskd ablate's cache: {shared}", flush=True)
     model = result.model
     dev = next(model.parameters()).device
-    train_set, test_set = dataset_for(cfg, "train"), dataset_for(cfg, "test")
+    train_set = dataset_for(cfg, "train")
     report = evaluate(model, test_set, sigma=cfg.sigma, layers=cfg.layers, lam=cfg.lam,
                       normalization=cfg.normalization, batch_size=cfg.batch_size, progress=progress)
     figures = save_figures(job, cfg, report, test_set, path.parent, n_examples)

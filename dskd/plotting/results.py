@@ -244,7 +244,7 @@ def plot_learning_curve(records: Sequence[dict[str, Any]], *, paper: Optional[Se
     every = f"scored every {min(gaps)} epoch{'s' if min(gaps) > 1 else ''}" if gaps else "scored at the end"
     with dskd_style():
         fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.6), layout="constrained", sharex=True)
-        for ax, (m, label) in zip(axes, _CURVE_METRICS):
+        for i, (ax, (m, label)) in enumerate(zip(axes, _CURVE_METRICS)):
             by_epoch: dict[int, list[float]] = {}
             for r in sorted(runs, key=lambda r: r["seed"]):
                 pts = [(p["epoch"], p[m]) for p in r["training"]["curve"] if p.get(m) is not None]
@@ -256,7 +256,7 @@ def plot_learning_curve(records: Sequence[dict[str, Any]], *, paper: Optional[Se
                 ax.plot(full, [np.mean(by_epoch[e]) for e in full], color="black", lw=2,
                         label=f"mean of {len(runs)} seeds")
             if paper is not None:
-                pv = paper[[k for k, _ in _CURVE_METRICS].index(m)]
+                pv = paper[i]  # the paper's values come in _CURVE_METRICS' order
                 if pv is not None:
                     ax.axhline(pv / 100, color="#4c72b0", ls=":", lw=1.2, label=f"paper, 200 epochs ({pv / 100:.3f})")
             if goal is not None and m == "image_auroc":
