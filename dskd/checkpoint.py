@@ -23,7 +23,11 @@ def save_checkpoint(
     provenance: dict[str, Any],
     optimizer: Optional[torch.optim.Optimizer] = None,
 ) -> Path:
-    """Write a checkpoint atomically (a crash never leaves a half-written file)."""
+    """Write a checkpoint atomically (a crash never leaves a half-written file).
+
+    ``optimizer``: Adam's state (its two moment estimates are 1.6x the students' weights), needed to
+    continue training exactly; ``None`` writes a checkpoint that can be scored but not continued.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -63,3 +67,20 @@ def load_checkpoint(path: Union[str, os.PathLike]) -> tuple[DSKD, TrainConfig, d
         model.teacher.weights_description = payload["teacher"]
     model.eval()
     return model, cfg, payload
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, payload: dict[str, Any], path: Union[str, os.PathLike],
+                      epochs: int) -> None:
+    """Load a checkpoint's optimizer state before training continues from it.
+
+    Raises when epochs remain to be trained and the checkpoint holds no optimizer state (the cache of
+    :func:`dskd.training.train_or_load` keeps weights only): fresh Adam moments would make a
+    different run from the uninterrupted one.
+    """
+    state = payload.get("optimizer")
+    if state is not None:
+        optimizer.load_state_dict(state)
+    elif int(payload["epoch"]) < epochs:
+        raise ValueError(f"cannot continue {str(path)!r}: it holds weights but no optimizer state (a finished "
+                         f"run saved for scoring only); train from scratch or from a checkpoint written by "
+                         f"train(..., keep_optimizer_state=True)")

@@ -178,7 +178,7 @@ def train_ddp(
     """
     from tqdm.auto import tqdm
 
-    from .checkpoint import read_checkpoint, save_checkpoint
+    from .checkpoint import read_checkpoint, restore_optimizer, save_checkpoint
     from .config import TrainConfig
     from .losses import dskd_loss
     from .models.dskd import DSKDOutput
@@ -207,8 +207,7 @@ def train_ddp(
         model.load_state_dict(payload["model"])
         if model.teacher is not None:
             model.teacher.weights_description = payload["teacher"]
-        if payload.get("optimizer") is not None:
-            optimizer.load_state_dict(payload["optimizer"])
+        restore_optimizer(optimizer, payload, resume, cfg.epochs)
         history, start_epoch = list(payload["history"]), int(payload["epoch"])
     ddp = DistributedDataParallel(students, device_ids=[device.index] if device.type == "cuda" else None)
 

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, read_checkpoint, restore_optimizer, save_checkpoint
 from .config import TrainConfig, resolve_device
 from .losses import dskd_loss
 from .models import DSKD, Pyramid, teacher_weights_from_name
@@ -180,10 +180,13 @@ def train(
     cache_teacher: bool = False,
     channels_last: bool = False,
     fused_adam: bool = False,
+    keep_optimizer_state: bool = True,
 ) -> TrainResult:
     """Algorithm 1: train S_e and S_d (or a structure's students) with Adam for ``cfg.epochs`` epochs.
 
     Writes ``out_dir/checkpoint.pt`` at the end (and every ``checkpoint_every`` epochs when > 0).
+    ``keep_optimizer_state=False`` leaves Adam's state out of the final checkpoint (about 60% of its
+    size): the model can be scored but not continued. Intermediate checkpoints always keep it.
     ``resume`` continues from a checkpoint of the same config (``epochs`` may be larger). Batches are
     shuffled with a generator seeded by (seed, epoch), so a resumed run equals an uninterrupted one.
     ``ddp=True`` (in a process started by torchrun) trains with DistributedDataParallel:
@@ -220,8 +223,7 @@ def train(
         model.load_state_dict(payload["model"])
         if model.teacher is not None:
             model.teacher.weights_description = payload["teacher"]
-        if payload.get("optimizer") is not None:
-            optimizer.load_state_dict(payload["optimizer"])
+        restore_optimizer(optimizer, payload, resume, cfg.epochs)
         history, start_epoch = list(payload["history"]), int(payload["epoch"])
 
     train_set = train_set if train_set is not None else dataset_for(cfg, "train")
@@ -236,10 +238,10 @@ def train(
                         split="train", n_train=len(train_set), seed=cfg.seed, epochs=cfg.epochs)
     out_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
 
-    def save(epoch: int) -> None:
+    def save(epoch: int, final: bool = False) -> None:
         if out_path is not None:
             save_checkpoint(out_path, model, cfg, epoch=epoch, history=history, provenance=record,
-                            optimizer=optimizer)
+                            optimizer=None if final and not keep_optimizer_state else optimizer)
 
     started = time.perf_counter()
     bar = tqdm(range(start_epoch, cfg.epochs), desc=f"train {cfg.structure} [{model.teacher_description}]",
@@ -266,7 +268,7 @@ def train(
     record["train_seconds"] = round(seconds, 2)
     if channels_last:
         model = model.to(memory_format=torch.contiguous_format)
-    save(cfg.epochs)
+    save(cfg.epochs, final=True)
     model.eval()
     extra: dict[str, Any] = {}
     if cache is not None:
@@ -307,8 +309,10 @@ def train_or_load(cfg: TrainConfig, *, progress: bool = True, callbacks: Sequenc
         return TrainResult(model.to(resolve_device(cfg.device)), cfg, list(payload["history"]),
                            float(prov.get("train_seconds", 0.0)), prov, path, {"cached": True})
     # speed options only (not in the config): the teacher's features are computed once per image (the
-    # data sets do not augment) and Adam runs fused; losses equal the plain path's up to rounding
+    # data sets do not augment) and Adam runs fused; losses equal the plain path's up to rounding. The
+    # cache's models are only loaded and scored, never continued, so Adam's state is not kept (a
+    # chapter's ablations cache dozens of runs).
     result = train(cfg, out_dir=folder, progress=progress, callbacks=callbacks, cache_teacher=True,
-                   fused_adam=resolve_device(cfg.device).type in ("cpu", "cuda"))
+                   fused_adam=resolve_device(cfg.device).type in ("cpu", "cuda"), keep_optimizer_state=False)
     result.extra["cached"] = False
     return result

@@ -155,6 +155,7 @@ def data_tar_archive(tmp_path) -> tuple[Path, str, str]:
 # Shared fixtures: offline teacher, a private run cache, executed notebooks.
 # ============================================================================
 import os
+import shutil
 import sys
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/notebook_runner.py
@@ -167,8 +168,10 @@ def offline_teacher_and_private_cache(tmp_path_factory):
     folder, never in the user's ~/.cache/dskd."""
     saved = {k: os.environ.get(k) for k in ("DSKD_TEACHER", "DSKD_CACHE")}
     os.environ.setdefault("DSKD_TEACHER", "offline-pretrained")
-    os.environ["DSKD_CACHE"] = str(tmp_path_factory.mktemp("dskd_cache"))
+    cache = tmp_path_factory.mktemp("dskd_cache")
+    os.environ["DSKD_CACHE"] = str(cache)
     yield
+    shutil.rmtree(cache, ignore_errors=True)  # gigabytes of checkpoints that no later session reads
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)

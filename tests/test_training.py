@@ -6,7 +6,7 @@ import torch
 from dskd.checkpoint import load_checkpoint, read_checkpoint
 from dskd.config import TrainConfig, resolve_device
 from dskd.evaluation import evaluate, predict
-from dskd.training import dataset_for, train
+from dskd.training import dataset_for, train, train_or_load
 
 TINY = dict(teacher="random", image_size=64, epochs=2, batch_size=8, n_train=16, n_test=12)
 
@@ -68,6 +68,26 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     assert resumed.history == pytest.approx(full.history, rel=1e-5)
     with pytest.raises(ValueError, match="config differs"):
         train(cfg.replace(lam=1.0), resume=tmp_path / "checkpoint.pt", progress=False)
+
+
+def test_scoring_only_checkpoints_drop_the_optimizer_and_cannot_be_continued(tmp_path, monkeypatch):
+    cfg = TrainConfig.quick(**TINY)
+    kept = train(cfg, out_dir=tmp_path / "kept", progress=False)
+    lean = train(cfg, out_dir=tmp_path / "lean", progress=False, keep_optimizer_state=False, checkpoint_every=1)
+    assert read_checkpoint(kept.checkpoint)["optimizer"] is not None
+    assert read_checkpoint(lean.checkpoint)["optimizer"] is None
+    assert lean.checkpoint.stat().st_size < 0.5 * kept.checkpoint.stat().st_size
+    x = dataset_for(cfg, "test")[0]["image"].unsqueeze(0)
+    torch.testing.assert_close(predict(load_checkpoint(lean.checkpoint)[0], x).maps, predict(kept.model, x).maps)
+    with pytest.raises(ValueError, match="no optimizer state"):
+        train(cfg.replace(epochs=3), resume=lean.checkpoint, progress=False)
+    # a finished run "resumed" at its own budget trains nothing, so it needs no optimizer state
+    assert train(cfg, resume=lean.checkpoint, progress=False).history == lean.history
+    # train_or_load's cache is for scoring: weights only
+    monkeypatch.setenv("DSKD_CACHE", str(tmp_path / "cache"))
+    cached = train_or_load(cfg, progress=False)
+    assert read_checkpoint(cached.checkpoint)["optimizer"] is None
+    assert train_or_load(cfg, progress=False).extra["cached"] is True
 
 
 def test_callbacks_see_every_epoch():
