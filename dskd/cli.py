@@ -277,7 +277,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                         batch_size=args.batch_size, num_workers=args.num_workers, out_dir=args.out_dir,
                         runs_dir=args.runs_dir, devices=devices, ddp=args.ddp, download=not args.no_download,
                         checkpoint_every=args.checkpoint_every, n_examples=args.examples, overwrite=args.overwrite,
-                        eval_every=args.eval_every)
+                        eval_every=args.eval_every, rescore=args.rescore)
     except KeyboardInterrupt:
         print(f"\ndskd reproduce: interrupted. Run the same command again to resume from the last checkpoint "
               f"(saved every {args.checkpoint_every} epochs under {args.runs_dir}); finished categories are kept.",
@@ -410,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=6, help="images per defect-type figure (MT Defects)")
     p.add_argument("--no-download", action="store_true", help="never download MVTec AD")
     p.add_argument("--overwrite", action="store_true", help="replace results of a different configuration")
+    p.add_argument("--rescore", action="store_true",
+                   help="evaluate the jobs already done again from their finished checkpoints (trains nothing "
+                        "where the checkpoint is there) and rewrite their results")
     p.add_argument("--tables-only", action="store_true", help="only rebuild the tables from the results present")
     p.set_defaults(func=cmd_reproduce)
 

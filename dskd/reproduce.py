@@ -429,14 +429,18 @@ def run_job(
     ddp: bool = False,
     overwrite: bool = False,
     eval_every: int = 0,
+    rescore: bool = False,
 ) -> dict[str, Any]:
     """Train (or resume, or load), evaluate, draw and record one job; skip it if its result exists.
 
+    ``rescore=True`` evaluates a job whose result exists again (its finished checkpoint is loaded, nothing
+    is trained) and rewrites the result: what a change of the evaluation or of the record needs.
     ``eval_every`` > 0 also scores the test split every that many epochs during training and records
     the learning curve (``training.curve`` in the result; held in the run folder across resumes).
     """
     from .distributed import barrier, dist_info
     from .evaluation import evaluate
+    from .metrics import pro_variants
     from .training import data_description, dataset_for
 
     if eval_every < 0:
@@ -446,7 +450,7 @@ def run_job(
     state = job_state(job, out_dir)
     summary = {"job": job.label, "category": job.category, "seed": job.seed, "result": str(path),
                "device": cfg.device, "pid": os.getpid()}
-    if state == "done":
+    if state == "done" and not rescore:
         return {**summary, "status": "skipped (result exists)"}
     if state == "conflict" and not overwrite:
         raise ResultConflictError(f"{path} holds a result of a different configuration; pass --overwrite "
@@ -473,6 +477,10 @@ def run_job(
                       normalization=cfg.normalization, batch_size=cfg.batch_size, progress=progress)
     figures = save_figures(job, cfg, report, test_set, path.parent, n_examples)
     data = data_description(cfg)
+    masks, maps = report.prediction.masks.numpy(), report.prediction.maps.numpy()
+    # the same maps under the PRO codes of other papers' repositories (chapter 9): the tables use the exact
+    # one only; these let the results chapter measure how much of a PRO gap the choice of code can make
+    pro_codes = pro_variants(masks, maps) if masks.any() and not masks.all() else None
     record = {
         "schema": RESULT_SCHEMA,
         "kind": "dskd-reproduce-result",
@@ -483,6 +491,7 @@ def run_job(
         "run_key": config_key(job.cfg),
         "metrics": {k: getattr(report, k) for k in (*METRICS, "per_defect_type", "n_images", "n_anomalous",
                                                      "seconds_per_image")},
+        "pro_codes": pro_codes,
         "paper_setting": not deviations(cfg),
         "deviations_from_paper": deviations(cfg),
         "training": {"epochs": cfg.epochs, "final_loss": result.history[-1] if result.history else None,
@@ -657,8 +666,12 @@ def reproduce(
     callbacks: Sequence[Callable] = (),
     mp_context: str = "spawn",
     eval_every: int = 0,
+    rescore: bool = False,
 ) -> dict[str, Any]:
     """The whole pipeline for one benchmark: check/download data, run the jobs not done yet, write tables.
+
+    ``rescore=True`` also re-evaluates the jobs already done, from their finished checkpoints
+    (:func:`run_job`); a job whose checkpoint is gone trains again.
 
     Returns ``{"jobs": [summary per job], "tables": [paths], "failed": [labels]}``.
     """
@@ -675,14 +688,16 @@ def reproduce(
         paths = [str(result_path(out_dir, j.benchmark, j.category, j.seed)) for j in conflicts]
         raise ResultConflictError(f"results of a different configuration exist: {', '.join(paths)}; pass --overwrite "
                                   "to replace them or choose another --out-dir")
-    todo = [j for j in jobs if job_state(j, out_dir) != "done"]
-    print(f"dskd reproduce {benchmark}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done", flush=True)
+    todo = [j for j in jobs if rescore or job_state(j, out_dir) != "done"]
+    done = sum(job_state(j, out_dir) == "done" for j in jobs)
+    print(f"dskd reproduce {benchmark}: {len(jobs)} jobs, {done} already done"
+          + (" (rescored from their checkpoints)" if rescore and done else ""), flush=True)
     if todo:
         if dist_info().is_main:
             ensure_data(benchmark, sorted({j.category for j in todo}, key=str), data_root, download=download)
         barrier()
     opts = dict(out_dir=out_dir, runs_dir=runs_dir, checkpoint_every=checkpoint_every, n_examples=n_examples,
-                progress=progress, ddp=ddp, overwrite=overwrite, eval_every=eval_every)
+                progress=progress, ddp=ddp, overwrite=overwrite, eval_every=eval_every, rescore=rescore)
     if callbacks:
         opts["callbacks"] = callbacks
     summaries = [{"job": j.label, "category": j.category, "seed": j.seed, "status": "skipped (result exists)",

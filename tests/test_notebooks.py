@@ -64,6 +64,10 @@ def test_15_results_with_recorded_runs(tmp_path):
     assert f"| 0 | {rec['provenance']['teacher']} | 2 | 32x32 | {rec['provenance']['device']} |" in out  # runs rows
     assert f"{100 * rec['metrics']['image_auroc']:.1f}" in out
     assert "Nothing to redraw" not in out  # the checkpoint is there: the grid is redrawn
+    mt = [json.loads(f.read_text()) for f in sorted((results / "mt-defects").glob("seed*.json"))]
+    stpm = sum(100 * r["pro_codes"]["stpm"] for r in mt) / len(mt)
+    assert f"(mean over {len(mt)} result file{'s' if len(mt) > 1 else ''}): exact" in out  # the PRO codes, measured
+    assert f"STPM's, rescaled **{stpm:.1f}**" in out
     assert "fig7_seed0_fray.png (written by the run)" in out and "fig5_seed0.png (written by the run)" in out
     assert "epochs 2 (paper 200)" in out and "a random teacher (random network distillation)" in out
     assert "Our runs: image AUROC: ours minus the paper's is" in out and "(1 category with a run)" in out

@@ -173,6 +173,10 @@ def test_mt_defects_fake_tree_resume_after_interrupt(tmp_path):
     rec = json.loads((out / "mt-defects" / "seed0.json").read_text())
     assert rec["training"]["resumed_from_epoch"] == 1 and len(rec["training"]["history"]) == 2
     assert set(rec["metrics"]["per_defect_type"]) == {"blowhole", "break", "crack", "fray", "uneven"}
+    # the same maps under other repositories' PRO codes, for the results chapter's discussion
+    assert set(rec["pro_codes"]) == {"exact", "rd4ad", "rd4ad_global", "stpm"}
+    assert rec["pro_codes"]["exact"] == rec["metrics"]["pro"]
+    assert rec["pro_codes"]["stpm"] != rec["pro_codes"]["exact"]
     assert "MagneticTile split (seed 0): train = 4 of 5 MT_Free" in rec["provenance"]["split"]
     figs = set(rec["figures"])
     types = ("blowhole", "break", "crack", "fray", "uneven")
@@ -181,6 +185,15 @@ def test_mt_defects_fake_tree_resume_after_interrupt(tmp_path):
     assert "| DSN | 89.1 | 98.0 | - |" in md and "| Ours (paper) | 96.2 | 83.3 | 70.3 |" in md
     assert "| Ours (rebuild) |" in md and "| fray |" in md
     assert reproduce("mt-defects", None, **kw)["jobs"][0]["status"] == "skipped (result exists)"
+    # --rescore evaluates the finished checkpoint again (trains nothing) and rewrites the same numbers
+    rescored = reproduce("mt-defects", None, rescore=True, **kw)["jobs"][0]
+    assert rescored["status"] == "done"
+    again = json.loads((out / "mt-defects" / "seed0.json").read_text())
+    assert again["training"]["loaded_finished_checkpoint"] and again["training"]["history"] == rec["training"]["history"]
+    timing = ("seconds_per_image",)
+    assert ({k: v for k, v in again["metrics"].items() if k not in timing}
+            == {k: v for k, v in rec["metrics"].items() if k not in timing})
+    assert again["pro_codes"] == rec["pro_codes"]
 
 
 @pytest.mark.slow
