@@ -339,10 +339,12 @@ def _train_or_resume(job: Job, cfg: TrainConfig, folder: Path, *, checkpoint_eve
     if not ckpt.is_file() and shared.is_file() and int(read_checkpoint(shared)["epoch"]) >= cfg.epochs:
         print(f"[{job.label}] using the identical finished run {shared}", flush=True)
         ckpt = shared
-    if not ckpt.is_file() and (shorter := shorter_runs(folder, cfg)):
-        epoch, other = shorter[0]
+    own = int(read_checkpoint(ckpt)["epoch"]) if ckpt.is_file() else 0
+    if own < cfg.epochs and (shorter := [s for s in shorter_runs(folder, cfg) if s[0] > own]):
+        epoch, other = shorter[0]  # the furthest along, this folder's own checkpoint included
         print(f"[{job.label}] continuing {other} from its epoch {epoch} (same config but the epochs; constant "
               f"learning rate and per-epoch shuffles make its first {epoch} epochs this run's)", flush=True)
+        carry_curve(other.parent / "curve.json", folder / "curve.json", epoch)
         ckpt = other
     if ckpt.is_file():
         epoch = int(read_checkpoint(ckpt)["epoch"])
@@ -358,6 +360,15 @@ def _train_or_resume(job: Job, cfg: TrainConfig, folder: Path, *, checkpoint_eve
                      callbacks=callbacks, ddp=ddp, cache_teacher=not ddp), epoch
     return train(cfg, out_dir=folder, checkpoint_every=checkpoint_every, progress=progress, callbacks=callbacks,
                  ddp=ddp, cache_teacher=not ddp), 0
+
+
+def carry_curve(source: Path, target: Path, epoch: int) -> None:
+    """Copy the learning-curve points up to ``epoch`` of a run that this one continues: they were scored
+    on the same models (the first ``epoch`` epochs of both runs are the same training)."""
+    carried = [p for p in read_curve(source) if p["epoch"] <= epoch]
+    if carried:
+        later = [p for p in read_curve(target) if p["epoch"] > epoch]
+        write_json(target, sorted(carried + later, key=lambda p: p["epoch"]))
 
 
 def share_finished_run(ckpt: Path, cfg: TrainConfig) -> Optional[Path]:
@@ -477,6 +488,11 @@ def run_job(
                       normalization=cfg.normalization, batch_size=cfg.batch_size, progress=progress)
     figures = save_figures(job, cfg, report, test_set, path.parent, n_examples)
     data = data_description(cfg)
+    if eval_every:  # the final point joins the run folder's curve, so a longer budget continuing this run has it
+        curve = [*(p for p in read_curve(curve_path) if p["epoch"] < cfg.epochs),
+                 {"epoch": cfg.epochs, "loss": result.history[-1] if result.history else None,
+                  **{m: getattr(report, m) for m in METRICS}}]
+        write_json(curve_path, curve)
     masks, maps = report.prediction.masks.numpy(), report.prediction.maps.numpy()
     # the same maps under the PRO codes of other papers' repositories (chapter 9): the tables use the exact
     # one only; these let the results chapter measure how much of a PRO gap the choice of code can make
@@ -499,9 +515,7 @@ def run_job(
                      "resumed_from_epoch": resumed_from, "checkpoint": str(result.checkpoint),
                      "loaded_finished_checkpoint": bool(result.extra.get("loaded")),
                      "distributed": result.extra.get("distributed"),
-                     **({"curve": [*(p for p in read_curve(curve_path) if p["epoch"] < cfg.epochs),
-                                   {"epoch": cfg.epochs, "loss": result.history[-1] if result.history else None,
-                                    **{m: getattr(report, m) for m in METRICS}}]} if eval_every else {})},
+                     **({"curve": curve} if eval_every else {})},
         "figures": [str(Path(f).relative_to(path.parent)) for f in figures],
         "config": cfg.to_dict(),
         "reproduce_command": reproduce_command(job.benchmark, [job.category], seeds=[job.seed], cfg=cfg,

@@ -201,7 +201,7 @@ def test_a_longer_budget_continues_the_shorter_run_and_records_a_learning_curve(
     monkeypatch.setenv("DSKD_CACHE", str(tmp_path / "cache"))
     data, runs = make_mt(tmp_path / "magnetic-tile"), tmp_path / "runs"
     kw = dict(runs_dir=runs, data_root=str(data), progress=False, **{**TINY, "epochs": 1})
-    reproduce("mt-defects", None, out_dir=tmp_path / "short", **kw)
+    reproduce("mt-defects", None, out_dir=tmp_path / "short", eval_every=1, **kw)
     longer = {**kw, "epochs": 3}
     cont = reproduce("mt-defects", None, out_dir=tmp_path / "continued", eval_every=1, **longer)
     assert cont["jobs"][0]["status"] == "done (resumed from epoch 1)"
@@ -214,10 +214,12 @@ def test_a_longer_budget_continues_the_shorter_run_and_records_a_learning_curve(
     # continuing the 1-epoch run is training 3 epochs from scratch: same losses, same scores
     assert a["training"]["history"] == pytest.approx(b["training"]["history"], rel=1e-5)
     assert a["metrics"]["image_auroc"] == pytest.approx(b["metrics"]["image_auroc"], abs=1e-6)
-    assert [p["epoch"] for p in a["training"]["curve"]] == [2, 3]  # epoch 1 was trained by the short run
+    # the short run's final point comes along: the continued run has the whole curve
+    assert [p["epoch"] for p in a["training"]["curve"]] == [1, 2, 3]
     assert [p["epoch"] for p in b["training"]["curve"]] == [1, 2, 3]
     assert b["training"]["curve"][-1]["image_auroc"] == b["metrics"]["image_auroc"]
-    assert b["training"]["curve"][1] == pytest.approx(a["training"]["curve"][0], rel=1e-5)
+    for pa, pb in zip(a["training"]["curve"], b["training"]["curve"]):
+        assert pa == pytest.approx(pb, rel=1e-5)
     assert "--eval-every 1" in b["reproduce_command"]
     # the finished run is now dskd ablate's too: train_or_load loads it instead of training again
     from dskd.reproduce import paper_config
@@ -231,6 +233,21 @@ def test_a_longer_budget_continues_the_shorter_run_and_records_a_learning_curve(
     assert loaded.extra["cached"] and loaded.history == pytest.approx(a["training"]["history"], rel=1e-6)
     with pytest.raises(ValueError, match="eval_every must be >= 0"):
         reproduce("mt-defects", None, out_dir=tmp_path / "bad", eval_every=-1, **{**longer, "seeds": (1,)})
+
+
+@pytest.mark.slow
+def test_a_longer_budget_continues_the_furthest_checkpoint_of_the_job(tmp_path, capsys, monkeypatch):
+    """An interrupted 4-epoch run (its own checkpoint at epoch 1) continues from the finished 2-epoch run."""
+    monkeypatch.setenv("DSKD_CACHE", str(tmp_path / "cache"))
+    data, runs = make_mt(tmp_path / "magnetic-tile"), tmp_path / "runs"
+    kw = dict(runs_dir=runs, data_root=str(data), progress=False, checkpoint_every=1, **{**TINY, "epochs": 4})
+    with pytest.raises(KeyboardInterrupt):
+        reproduce("mt-defects", None, out_dir=tmp_path / "long", callbacks=[_interrupt_in_second_epoch], **kw)
+    reproduce("mt-defects", None, out_dir=tmp_path / "short", **{**kw, "epochs": 2})
+    capsys.readouterr()
+    done = reproduce("mt-defects", None, out_dir=tmp_path / "long", **kw)
+    assert done["jobs"][0]["status"] == "done (resumed from epoch 2)"
+    assert "from its epoch 2" in capsys.readouterr().out
 
 
 def test_mt_defects_reuses_the_identical_run_of_the_ablation_cache(tmp_path, monkeypatch, capsys):
