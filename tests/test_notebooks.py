@@ -68,6 +68,11 @@ def test_15_results_with_recorded_runs(tmp_path):
     stpm = sum(100 * r["pro_codes"]["stpm"] for r in mt) / len(mt)
     assert f"(mean over {len(mt)} result file{'s' if len(mt) > 1 else ''}): exact" in out  # the PRO codes, measured
     assert f"STPM's, rescaled **{stpm:.1f}**" in out
+    longer = json.loads((results / "mt-defects-100-epochs" / "mt-defects" / "seed0.json").read_text())
+    assert [p["epoch"] for p in longer["training"]["curve"]] == [1, 2, 3]  # continued from the 2-epoch seed 0
+    gain = longer["training"]["curve"][2]["image_auroc"] - rec["metrics"]["image_auroc"]
+    assert "Seed 0 trained to 3 epochs" in out and "epochs 3 to 3 trained on" in out
+    assert f"From epoch 2 (this seed's Table 5 run, whose checkpoint it continued) to epoch 3: image AUROC {gain:+.3f}" in out
     assert "fig7_seed0_fray.png (written by the run)" in out and "fig5_seed0.png (written by the run)" in out
     assert "epochs 2 (paper 200)" in out and "a random teacher (random network distillation)" in out
     assert "Our runs: image AUROC: ours minus the paper's is" in out and "(1 category with a run)" in out
