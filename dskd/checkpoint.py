@@ -25,7 +25,7 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint atomically (a crash never leaves a half-written file).
 
-    ``optimizer``: Adam's state (its two moment estimates are 1.6x the students' weights), needed to
+    ``optimizer``: Adam's state (two moment estimates, twice the size of the students' weights), needed to
     continue training exactly; ``None`` writes a checkpoint that can be scored but not continued.
     """
     path = Path(path)
