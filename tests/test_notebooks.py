@@ -73,6 +73,7 @@ def test_15_results_with_recorded_runs(tmp_path):
     gain = longer["training"]["curve"][2]["image_auroc"] - rec["metrics"]["image_auroc"]
     assert "Seed 0 trained to 3 epochs" in out and "epochs 3 to 3 trained on" in out
     assert f"From epoch 2 (this seed's Table 5 run, whose checkpoint it continued) to epoch 3: image AUROC {gain:+.3f}" in out
+    assert f"Seed 0, continued from epoch 2 to 3 (section 5), moved by image AUROC {100 * gain:+.1f}" in out
     assert "fig7_seed0_fray.png (written by the run)" in out and "fig5_seed0.png (written by the run)" in out
     assert "epochs 2 (paper 200)" in out and "a random teacher (random network distillation)" in out
     assert "Our runs: image AUROC: ours minus the paper's is" in out and "(1 category with a run)" in out
