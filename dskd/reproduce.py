@@ -335,19 +335,17 @@ def _train_or_resume(job: Job, cfg: TrainConfig, folder: Path, *, checkpoint_eve
     from .training import TrainResult, cache_dir, run_key, train
 
     ckpt = folder / "checkpoint.pt"
+    epoch = int(read_checkpoint(ckpt)["epoch"]) if ckpt.is_file() else 0
     shared = cache_dir() / run_key(cfg) / "checkpoint.pt"  # the same run trained by `dskd ablate` / train_or_load
-    if not ckpt.is_file() and shared.is_file() and int(read_checkpoint(shared)["epoch"]) >= cfg.epochs:
+    if not ckpt.is_file() and shared.is_file() and (done := int(read_checkpoint(shared)["epoch"])) >= cfg.epochs:
         print(f"[{job.label}] using the identical finished run {shared}", flush=True)
-        ckpt = shared
-    own = int(read_checkpoint(ckpt)["epoch"]) if ckpt.is_file() else 0
-    if own < cfg.epochs and (shorter := [s for s in shorter_runs(folder, cfg) if s[0] > own]):
-        epoch, other = shorter[0]  # the furthest along, this folder's own checkpoint included
-        print(f"[{job.label}] continuing {other} from its epoch {epoch} (same config but the epochs; constant "
+        ckpt, epoch = shared, done
+    if epoch < cfg.epochs and (shorter := [s for s in shorter_runs(folder, cfg) if s[0] > epoch]):
+        epoch, ckpt = shorter[0]  # the furthest along, this folder's own checkpoint included
+        print(f"[{job.label}] continuing {ckpt} from its epoch {epoch} (same config but the epochs; constant "
               f"learning rate and per-epoch shuffles make its first {epoch} epochs this run's)", flush=True)
-        carry_curve(other.parent / "curve.json", folder / "curve.json", epoch)
-        ckpt = other
+        carry_curve(ckpt.parent / "curve.json", folder / "curve.json", epoch)
     if ckpt.is_file():
-        epoch = int(read_checkpoint(ckpt)["epoch"])
         if epoch >= cfg.epochs:
             model, _, payload = load_checkpoint(ckpt)
             prov = payload["provenance"]
@@ -697,13 +695,14 @@ def reproduce(
     cats = parse_categories(benchmark, categories)
     jobs = make_jobs(benchmark, cats, seeds, epochs=epochs, teacher=teacher, device=device, data_root=data_root,
                      image_size=image_size, batch_size=batch_size, num_workers=num_workers)
-    conflicts = [j for j in jobs if job_state(j, out_dir) == "conflict"]
+    states = {j.label: job_state(j, out_dir) for j in jobs}
+    conflicts = [j for j in jobs if states[j.label] == "conflict"]
     if conflicts and not overwrite:
         paths = [str(result_path(out_dir, j.benchmark, j.category, j.seed)) for j in conflicts]
         raise ResultConflictError(f"results of a different configuration exist: {', '.join(paths)}; pass --overwrite "
                                   "to replace them or choose another --out-dir")
-    todo = [j for j in jobs if rescore or job_state(j, out_dir) != "done"]
-    done = sum(job_state(j, out_dir) == "done" for j in jobs)
+    todo = [j for j in jobs if rescore or states[j.label] != "done"]
+    done = sum(state == "done" for state in states.values())
     print(f"dskd reproduce {benchmark}: {len(jobs)} jobs, {done} already done"
           + (" (rescored from their checkpoints)" if rescore and done else ""), flush=True)
     if todo:
