@@ -87,53 +87,100 @@ def _report_payload(report, cfg, checkpoint: Optional[Path], extra: dict[str, An
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training import train
+    from .training import TrainingInterrupted, train
 
     cfg = config_from_args(args)
     out = Path(args.out)
-    result = train(cfg, out_dir=out, resume=args.resume, checkpoint_every=args.checkpoint_every)
+    try:
+        result = train(cfg, out_dir=out, resume=args.resume, checkpoint_every=args.checkpoint_every)
+    except TrainingInterrupted as stop:
+        print(f"\ndskd train: {stop}", file=sys.stderr)
+        if stop.checkpoint is not None:
+            print(f"dskd train: resume with: {_resume_command(args, stop.checkpoint)}", file=sys.stderr)
+        return 130
     print(f"trained {cfg.structure} for {cfg.epochs} epochs in {result.seconds:.1f} s "
           f"[teacher: {result.model.teacher_description}]; final loss {result.history[-1]:.4f}")
     print(f"checkpoint: {result.checkpoint}")
     return 0
 
 
+def _resume_command(args: argparse.Namespace, checkpoint: Path) -> str:
+    """The command line that continues an interrupted ``dskd train`` from ``checkpoint``."""
+    import shlex
+
+    argv, kept, skip = list(getattr(args, "argv", []) or []), [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--resume":
+            skip = True
+        elif not item.startswith("--resume="):
+            kept.append(item)
+    return shlex.join(["dskd", *kept, "--resume", str(checkpoint)])
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import warnings
+
     from .checkpoint import load_checkpoint
     from .config import resolve_device
-    from .evaluation import evaluate
+    from .evaluation import UndefinedMetricWarning, evaluate
+    from .outputs import writable_file
     from .training import dataset_for
 
+    out = writable_file(Path(args.out) if args.out else Path(args.checkpoint).with_name("evaluation.json"),
+                        "report file (--out)")
     model, cfg, payload = load_checkpoint(args.checkpoint)
     if args.data_root:
         cfg = cfg.replace(data_root=args.data_root)
     device = resolve_device(args.device or "auto")
     model.to(device)
-    report = evaluate(model, dataset_for(cfg, "test"), sigma=cfg.sigma, layers=cfg.layers, lam=cfg.lam,
-                      normalization=cfg.normalization, batch_size=cfg.batch_size, progress=True)
+    with warnings.catch_warnings():  # printed below as one line each
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        report = evaluate(model, dataset_for(cfg, "test"), sigma=cfg.sigma, layers=cfg.layers, lam=cfg.lam,
+                          normalization=cfg.normalization, batch_size=cfg.batch_size, progress=True)
     print(report.summary())
     for t, m in report.per_defect_type.items():
         print(f"  {t:>12}: image AUROC {m['image_auroc']:.3f}  pixel AUROC {m['pixel_auroc']:.3f}  PRO {m['pro']:.3f}")
-    out = Path(args.out) if args.out else Path(args.checkpoint).with_name("evaluation.json")
+    for note in report.warnings:
+        print(f"dskd evaluate: warning: {note}", file=sys.stderr)
     write_json(out, _report_payload(report, cfg, Path(args.checkpoint), {"train": payload["provenance"]}))
     print(f"report: {out}")
     return 0
 
 
-def _image_files(inputs: Sequence[str]) -> list[Path]:
+def _image_files(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
+    """Every image named or found (recursively) in ``inputs``, each with the relative path its outputs are
+    named after: the path below the folder given, so ``a/x.png`` and ``b/x.png`` never share an output."""
     exts = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-    files: list[Path] = []
+    found: dict[Path, Path] = {}
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in exts)
+            for f in sorted(f for f in p.rglob("*") if f.suffix.lower() in exts and f.is_file()):
+                found.setdefault(f.resolve(), f.relative_to(p))
         elif p.is_file():
-            files.append(p)
+            found.setdefault(p.resolve(), Path(p.name))
         else:
             raise UsageError(f"input {item!r} is neither an image file nor a folder")
-    if not files:
+    if not found:
         raise UsageError(f"no images ({', '.join(sorted(exts))}) found in {list(inputs)}")
-    return files
+    names: dict[Path, Path] = {}
+    for path, rel in found.items():  # files given one by one may still share a name: number the later ones
+        name, k = rel, 1
+        while name in names.values():
+            k += 1
+            name = rel.with_name(f"{rel.stem}-{k}{rel.suffix}")
+        names[path] = name
+    return [(path, names[path]) for path in found]
+
+
+def _finite(name: str, value: Optional[float]) -> Optional[float]:
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise UsageError(f"{name} must be a finite number, got {value}")
+    return value
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -143,31 +190,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint
     from .data.transforms import load_image, normalize
     from .evaluation import predict
+    from .outputs import writable_dir
     from .plotting import plot_anomaly_grid
 
+    threshold = _finite("--threshold", args.threshold)
     files = _image_files(args.images)
+    out = writable_dir(args.out, "output folder (--out)")
     model, cfg, _ = load_checkpoint(args.checkpoint)
-    images = torch.stack([normalize(load_image(f, cfg.image_size)) for f in files])
+    images = torch.stack([normalize(load_image(f, cfg.image_size)) for f, _ in files])
     pred = predict(model, images, sigma=cfg.sigma, layers=cfg.layers, lam=cfg.lam,
                    normalization=cfg.normalization, batch_size=cfg.batch_size)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     vmax = float(pred.maps.max())
     records = []
-    for i, f in enumerate(files):
-        fig = plot_anomaly_grid(images[i:i + 1], pred.maps[i:i + 1], titles=[f"{f.name}\nscore {pred.scores[i]:.3f}"],
-                                teacher=model.teacher_description, data=f"{cfg.dataset} model, {f.name}",
+    for i, (f, rel) in enumerate(files):
+        fig = plot_anomaly_grid(images[i:i + 1], pred.maps[i:i + 1], titles=[f"{rel}\nscore {pred.scores[i]:.3f}"],
+                                teacher=model.teacher_description, data=f"{cfg.dataset} model, {rel}",
                                 title="Anomaly map", vmax=vmax)
-        png = out / f"{f.stem}_heatmap.png"
+        png = out / rel.parent / f"{rel.stem}_heatmap.png"
+        png.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(png)
         plt.close(fig)
         records.append({"image": str(f), "score": float(pred.scores[i]), "heatmap": str(png)})
     payload = {"checkpoint": str(args.checkpoint), "teacher": model.teacher_description,
                "threshold": None, "images": records}
-    if args.threshold is not None:
-        payload["threshold"] = {"value": args.threshold, "rule": "given on the command line"}
+    if threshold is not None:
+        payload["threshold"] = {"value": threshold, "rule": "given on the command line"}
         for r in records:
-            r["anomalous"] = r["score"] >= args.threshold
+            r["anomalous"] = r["score"] >= threshold
     write_json(out / "scores.json", payload)
     print(f"scored {len(files)} images [teacher: {model.teacher_description}] -> {out / 'scores.json'}")
     return 0
@@ -178,6 +227,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from .config import TrainConfig
     from .evaluation import evaluate
+    from .outputs import writable_dir
     from .plotting import plot_anomaly_grid, plot_loss_curve
     from .training import data_description, dataset_for, train
 
@@ -185,10 +235,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.teacher:
         overrides["teacher"] = args.teacher
-    if args.epochs:
+    if args.epochs is not None:
         overrides["epochs"] = args.epochs
     cfg = TrainConfig.quick(**overrides)
-    out = Path(args.out)
+    out = writable_dir(args.out, "output folder (--out)")
     print(f"dskd demo: {data_description(cfg)}, {cfg.epochs} epochs, teacher '{cfg.teacher}'")
     result = train(cfg, out_dir=out)
     test_set = dataset_for(cfg, "test")
@@ -232,6 +282,7 @@ def _csv(text: str) -> list[str]:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from .ablation import run_study, summarize, write_study
+    from .outputs import writable_dir
 
     cfg = config_from_args(args)
     try:
@@ -239,6 +290,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
     variants = _csv(args.variants) if args.variants else None
+    writable_dir(args.out_dir, "results folder (--out-dir)")
     data = run_study(args.study, cfg, variants=variants, seeds=seeds, out_dir=args.out_dir)
     png = write_study(data, args.study)
     for row in summarize(data["records"], args.study):
@@ -250,7 +302,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .config import resolve_device
     from .distributed import cleanup, dist_info, init_distributed
+    from .outputs import writable_dir
     from .reproduce import parse_devices, reproduce, write_tables
 
     if args.tables_only:
@@ -262,6 +316,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
     devices = parse_devices(args.gpus)
+    resolve_device(args.device or "auto")
+    writable_dir(args.out_dir, "results folder (--out-dir)")
+    writable_dir(args.runs_dir, "checkpoints folder (--runs-dir)")
     if args.ddp:
         if devices and len(devices) > 1:
             raise UsageError("--ddp and --gpus exclude each other: DDP spreads one model over the torchrun ranks, "
@@ -300,6 +357,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from .evaluation import SpeedOptions
+    from .outputs import writable_dir
     from .profiling import format_table, profile, write_profile
 
     structures = _csv(args.structures)
@@ -308,6 +366,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--sizes must be comma-separated integers, got {args.sizes!r}") from None
     speed = SpeedOptions.fast() if args.speed == "fast" else SpeedOptions.plain()
+    if args.out_dir != "-":
+        writable_dir(args.out_dir, "profile folder (--out-dir)")
     result = profile(structures, sizes, speed=speed, runs=args.runs, warmup=args.warmup,
                      throughput_batch=args.throughput_batch, throughput_runs=args.throughput_runs,
                      train_batch=args.train_batch, train_runs=args.train_runs, threads=args.threads,
@@ -319,11 +379,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain_teacher(args: argparse.Namespace) -> int:
+    from .outputs import writable_file
     from .pretrain import PretrainConfig, pretrain_teacher, save_teacher
 
     fields = ("n_categories", "per_category", "image_size", "epochs", "batch_size", "lr", "seed", "recipe",
               "ssl_sources", "ssl_steps_per_epoch", "ssl_min_scale", "ssl_grey", "ssl_weight")
     cfg = PretrainConfig(**{k: getattr(args, k) for k in fields if getattr(args, k) is not None})
+    writable_file(args.out or f"runs/teacher/offline_{cfg.recipe}.pt", "weights file (--out)")
     if args.threads:
         import torch
 
@@ -353,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(p)
     p.add_argument("--out", default="runs/train", help="output folder for checkpoint.pt (default runs/train)")
     p.add_argument("--resume", help="checkpoint to continue from")
-    p.add_argument("--checkpoint-every", type=int, default=0, help="also save every N epochs")
+    p.add_argument("--checkpoint-every", type=int, default=0,
+                   help="also save every N epochs (default 0: at the end, and the last finished epoch on Ctrl-C)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="image AUROC, pixel AUROC and PRO of a checkpoint on its test split")
@@ -472,17 +535,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """An error as one line. A DataLoader worker's error carries the worker's whole traceback in its
+    message; its last line is the original message."""
+    text = str(err).strip() or type(err).__name__
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    import os
+
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     from .data import DatasetError
     from .models import TeacherWeightsError
 
     try:
         return int(args.func(args) or 0)
     except (UsageError, ValueError, FileNotFoundError, TeacherWeightsError, DatasetError) as err:
-        print(f"dskd {args.command}: error: {err}", file=sys.stderr)
+        print(f"dskd {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"\ndskd {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - a user sees one line; DSKD_TRACEBACK=1 shows the rest
+        if os.environ.get("DSKD_TRACEBACK"):
+            raise
+        print(f"dskd {args.command}: error: {type(err).__name__}: {_one_line(err)} (set DSKD_TRACEBACK=1 to see "
+              f"the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
 
-from .data import DATASETS, DEFAULT_IMAGE_SIZE
+from .data import DATASETS, DEFAULT_IMAGE_SIZE, MVTEC3D_CATEGORIES, MVTEC_CATEGORIES, SYNTHETIC_CATEGORIES
 from .losses import LOSS_FORMS, NORMALIZATIONS
 from .models.dskd import STRUCTURES
 from .models.teacher import TEACHER_NAMES, default_teacher_name
@@ -57,17 +58,36 @@ class TrainConfig:
             raise bad("normalization", self.normalization, f"one of {NORMALIZATIONS}")
         if self.loss_form not in LOSS_FORMS:
             raise bad("loss_form", self.loss_form, f"one of {LOSS_FORMS}")
+        for name in ("image_size", "epochs", "batch_size", "seed", "num_workers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise bad(name, value, "an integer")
         if self.image_size < 32 or self.image_size % 32:
             raise bad("image_size", self.image_size, "a multiple of 32, at least 32 (the embedding is at H/32)")
         for name in ("epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) < 1:
                 raise bad(name, getattr(self, name), "an integer >= 1")
+        if self.num_workers < 0:
+            raise bad("num_workers", self.num_workers, "an integer >= 0 (0: load data in the main process)")
+        for name in ("lr", "lam", "sigma"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise bad(name, value, "a finite number")
         if not self.lr > 0:
             raise bad("lr", self.lr, "a positive number")
         if self.lam < 0:
             raise bad("lam", self.lam, "a number >= 0")
         if self.sigma < 0:
             raise bad("sigma", self.sigma, "a number >= 0")
+        if len(tuple(self.betas)) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
+            raise bad("betas", self.betas, "two numbers in [0, 1) (Adam's moment decay rates)")
+        categories = {"synthetic": SYNTHETIC_CATEGORIES, "mvtec": MVTEC_CATEGORIES, "mvtec3d": MVTEC3D_CATEGORIES}
+        if self.dataset == "mt-defects" and self.category is not None:
+            raise bad("category", self.category, "None: mt-defects has no categories (its defect types are "
+                      "scored separately); drop --category")
+        if self.dataset in categories and self.category not in categories[self.dataset]:
+            raise bad("category", self.category, f"one of the {self.dataset} categories: "
+                      f"{', '.join(categories[self.dataset])}")
         if not set(self.layers) <= {1, 2, 3} or not self.layers:
             raise bad("layers", self.layers, "a non-empty subset of (1, 2, 3)")
         if self.teacher not in TEACHER_NAMES and not (os.sep in self.teacher or self.teacher.endswith((".pt", ".pth"))):
@@ -115,11 +135,33 @@ class TrainConfig:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' picks cuda, then mps, then cpu."""
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """'auto' picks cuda, then mps, then cpu; a named device must exist on this machine.
+
+    Raises ``ValueError`` (one line) for a device torch cannot see, before any work starts.
+    """
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device {device!r} is not a device name: expected 'auto', 'cpu', 'cuda', 'cuda:N' "
+                         f"or 'mps'") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r} was asked for, but torch sees no CUDA GPU on this machine "
+                             f"(torch {torch.__version__}); use --device cpu or auto")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device {device!r} does not exist: torch sees {count} CUDA GPU(s), "
+                             f"cuda:0..cuda:{count - 1}")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise ValueError(f"device {device!r} was asked for, but Apple's MPS is not available here; "
+                             f"use --device cpu or auto")
+    elif dev.type != "cpu":
+        raise ValueError(f"device {device!r} is not supported: expected 'auto', 'cpu', 'cuda[:N]' or 'mps'")
+    return dev

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Sequence, Union
@@ -317,6 +318,8 @@ class EvaluationReport:
     teacher: str
     structure: str
     prediction: Optional[Prediction] = field(default=None, repr=False)
+    #: why a metric is undefined (``nan``) or rests on incomplete ground truth; empty when all is well
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "prediction"}
@@ -358,9 +361,33 @@ def evaluate(
         keep = (types == t) | (types == "good")
         per_type[t] = _scores(labels[keep], scores[keep], masks[keep], maps[keep])
     n = len(labels)
+    notes = ground_truth_warnings(labels, masks)
+    for note in notes:
+        warnings.warn(note, UndefinedMetricWarning, stacklevel=2)
     return EvaluationReport(
         image_auroc=overall["image_auroc"], pixel_auroc=overall["pixel_auroc"], pro=overall["pro"],
         per_defect_type=per_type, seconds_per_image=pred.seconds / max(n, 1), n_images=n,
         n_anomalous=int(labels.sum()), teacher=model.teacher_description, structure=model.structure,
-        prediction=pred,
+        prediction=pred, warnings=notes,
     )
+
+
+class UndefinedMetricWarning(UserWarning):
+    """A metric cannot be computed from the test split's ground truth (it is reported as ``nan``)."""
+
+
+def ground_truth_warnings(labels: np.ndarray, masks: np.ndarray) -> list[str]:
+    """Why image AUROC, pixel AUROC or PRO would be undefined or unreliable on this ground truth."""
+    notes = []
+    n, n_bad = len(labels), int(labels.sum())
+    if n_bad == 0 or n_bad == n:
+        notes.append(f"image AUROC is undefined: the test split has {n_bad} anomalous and {n - n_bad} normal images "
+                     f"(both kinds are needed)")
+    empty = int(sum(1 for lab, m in zip(labels, masks) if lab and not m.any()))
+    if n_bad and empty == n_bad:
+        notes.append(f"pixel AUROC and PRO are undefined: all {n_bad} anomalous images have an empty mask "
+                     f"(masks must mark defects with 1 or 255; check the mask files)")
+    elif empty:
+        notes.append(f"{empty} of {n_bad} anomalous images have an empty mask: pixel AUROC and PRO ignore "
+                     f"their defects")
+    return notes

@@ -43,7 +43,7 @@ def provenance(device: torch.device | str = "cpu", **extra: Any) -> dict[str, An
         "command": " ".join(shlex.quote(a) for a in sys.argv),
         "git_commit": git_commit(),
         "dskd_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "python": platform.python_version(),
         "device": device_description(device),
         "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

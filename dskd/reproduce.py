@@ -123,6 +123,11 @@ def parse_devices(text: Optional[str]) -> Optional[list[str]]:
         devices.append(dev)
     if not devices:
         raise ValueError(f"--gpus {text!r} names no device")
+    for dev in devices:  # before any worker starts: a missing GPU is one line, not a traceback per worker
+        try:
+            resolve_device(dev)
+        except ValueError as err:
+            raise ValueError(f"--gpus {text!r}: {err}") from None
     return devices
 
 

@@ -1,6 +1,7 @@
 """Training, Algorithm 1: the students learn the teacher's pyramid on normal images only."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -21,10 +22,23 @@ from .checkpoint import load_checkpoint, read_checkpoint, restore_optimizer, sav
 from .config import TrainConfig, resolve_device
 from .losses import dskd_loss
 from .models import DSKD, Pyramid, teacher_weights_from_name
+from .outputs import RunLock
 from .provenance import provenance
 
 #: called after every epoch with (epoch, mean loss of the epoch, model)
 Callback = Callable[[int, float, DSKD], None]
+
+
+class NonFiniteLossError(ValueError):
+    """The loss became NaN or infinite: training stopped before the bad step changed the weights."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`train`; ``checkpoint`` holds the last finished epoch (``None`` if none was saved)."""
+
+    def __init__(self, message: str, checkpoint: Optional[Path], epoch: int) -> None:
+        super().__init__(message)
+        self.checkpoint, self.epoch = checkpoint, epoch
 
 
 @dataclass
@@ -161,6 +175,8 @@ def training_step(model: DSKD, optimizer: torch.optim.Optimizer, images: Tensor,
     else:
         out = model(images)
     loss = dskd_loss(model.loss_pairs(out), cfg.lam, cfg.normalization, cfg.loss_form)
+    if not torch.isfinite(loss):  # before backward: a NaN step must not reach the weights or Adam's moments
+        raise NonFiniteLossError(f"the loss became {float(loss.detach())}")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -202,12 +218,40 @@ def train(
     * ``fused_adam``: torch's fused Adam kernel (one pass over all parameters; several times faster on a
       CPU than the default per-tensor loop); weights differ from the default by rounding (~1e-8).
     """
+    if not isinstance(checkpoint_every, int) or isinstance(checkpoint_every, bool) or checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every={checkpoint_every!r} is invalid: expected an integer >= 0 "
+                         f"(0: only the final checkpoint)")
     if ddp:
         from .distributed import train_ddp
 
         return train_ddp(cfg, out_dir=out_dir, resume=resume, callbacks=callbacks, progress=progress,
                          train_set=train_set, checkpoint_every=checkpoint_every)
     device = resolve_device(cfg.device)
+    payload = read_checkpoint(resume) if resume is not None else None
+    if payload is not None:
+        saved = TrainConfig.from_dict(payload["config"])
+        if saved.replace(epochs=cfg.epochs, device=cfg.device) != cfg:
+            raise ValueError(f"cannot resume {resume}: its config differs from this one beyond 'epochs'/'device'")
+        if int(payload["epoch"]) > cfg.epochs:
+            raise ValueError(f"cannot resume {str(resume)!r} with epochs={cfg.epochs}: it has already trained "
+                             f"{payload['epoch']} epochs; ask for at least {payload['epoch']} (a checkpoint is never "
+                             f"relabelled with fewer epochs than its weights have seen)")
+    # the output folder is created, test-written and locked before any data is read or any step is taken
+    lock = RunLock(out_dir).acquire() if out_dir is not None else None
+    try:
+        return _train(cfg, device, payload, resume, lock, callbacks=callbacks, progress=progress,
+                      train_set=train_set, checkpoint_every=checkpoint_every, cache_teacher=cache_teacher,
+                      channels_last=channels_last, fused_adam=fused_adam,
+                      keep_optimizer_state=keep_optimizer_state)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: TrainConfig, device: torch.device, payload: Optional[dict[str, Any]],
+           resume: Union[str, os.PathLike, None], lock: Optional[RunLock], *, callbacks: Sequence[Callback],
+           progress: bool, train_set: Optional[Dataset], checkpoint_every: int, cache_teacher: bool,
+           channels_last: bool, fused_adam: bool, keep_optimizer_state: bool) -> TrainResult:
     model = build_model(cfg).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -215,11 +259,7 @@ def train(
                                  **({"fused": True} if fused_adam else {}))
     history: list[float] = []
     start_epoch = 0
-    if resume is not None:
-        payload = read_checkpoint(resume)
-        saved = TrainConfig.from_dict(payload["config"])
-        if saved.replace(epochs=cfg.epochs, device=cfg.device) != cfg:
-            raise ValueError(f"cannot resume {resume}: its config differs from this one beyond 'epochs'/'device'")
+    if payload is not None:
         model.load_state_dict(payload["model"])
         if model.teacher is not None:
             model.teacher.weights_description = payload["teacher"]
@@ -236,34 +276,74 @@ def train(
                         pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0)
     record = provenance(device, teacher=model.teacher_description, data=data_description(cfg),
                         split="train", n_train=len(train_set), seed=cfg.seed, epochs=cfg.epochs)
-    out_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
+    out_path = lock.folder / "checkpoint.pt" if lock is not None else None
+    # the weights and Adam's state at the end of the last finished epoch: what Ctrl-C or a diverging loss
+    # saves, so that the run can be resumed exactly (kept only when there is a folder to save into)
+    snapshot: Optional[tuple[int, dict[str, Any], dict[str, Any]]] = None
+
+    def take_snapshot(epoch: int) -> None:
+        nonlocal snapshot
+        if out_path is not None:
+            snapshot = (epoch, {k: v.detach().clone() for k, v in model.state_dict().items()},
+                        copy.deepcopy(optimizer.state_dict()))
 
     def save(epoch: int, final: bool = False) -> None:
         if out_path is not None:
             save_checkpoint(out_path, model, cfg, epoch=epoch, history=history, provenance=record,
                             optimizer=None if final and not keep_optimizer_state else optimizer)
 
+    def save_snapshot() -> Optional[Path]:
+        if snapshot is None or out_path is None:
+            return None
+        epoch, model_state, optimizer_state = snapshot
+        if out_path.is_file() and int(read_checkpoint(out_path)["epoch"]) == epoch:
+            return out_path  # already saved by checkpoint_every
+        save_checkpoint(out_path, model, cfg, epoch=epoch, history=history[:epoch], provenance=record,
+                        model_state=model_state, optimizer_state=optimizer_state)
+        return out_path
+
+    if start_epoch > 0:
+        take_snapshot(start_epoch)
     started = time.perf_counter()
     bar = tqdm(range(start_epoch, cfg.epochs), desc=f"train {cfg.structure} [{model.teacher_description}]",
                disable=not progress, unit="epoch")
-    for epoch in bar:
-        model.train()
-        generator.manual_seed(cfg.seed * 1_000_003 + epoch)
-        total, count = 0.0, 0
-        for batch in loader:
-            images = batch["image"].to(device, non_blocking=True)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            feats = cache.features(model.teacher, images, batch["_index"]) if cache is not None else None
-            loss = training_step(model, optimizer, images, cfg, feats)
-            total += float(loss) * images.shape[0]
-            count += images.shape[0]
-        history.append(total / count)
-        bar.set_postfix(loss=f"{history[-1]:.4f}")
-        for cb in callbacks:
-            cb(epoch + 1, history[-1], model)
-        if checkpoint_every and (epoch + 1) % checkpoint_every == 0:
-            save(epoch + 1)
+    epoch = start_epoch
+    try:
+        for epoch in bar:
+            model.train()
+            generator.manual_seed(cfg.seed * 1_000_003 + epoch)
+            total, count = 0.0, 0
+            for step, batch in enumerate(loader):
+                images = batch["image"].to(device, non_blocking=True)
+                if channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                feats = cache.features(model.teacher, images, batch["_index"]) if cache is not None else None
+                try:
+                    loss = training_step(model, optimizer, images, cfg, feats)
+                except NonFiniteLossError as err:
+                    kept = save_snapshot()
+                    where = (f"the checkpoint of epoch {snapshot[0]} is kept in {kept}" if kept is not None and snapshot
+                             else "no checkpoint was written")
+                    raise NonFiniteLossError(
+                        f"training stopped: {err} in epoch {epoch + 1} (batch {step + 1}); {where}. "
+                        f"Try a smaller learning rate (lr={cfg.lr:g})") from None
+                total += float(loss) * images.shape[0]
+                count += images.shape[0]
+            history.append(total / count)
+            bar.set_postfix(loss=f"{history[-1]:.4f}")
+            take_snapshot(epoch + 1)
+            for cb in callbacks:
+                cb(epoch + 1, history[-1], model)
+            if checkpoint_every and (epoch + 1) % checkpoint_every == 0:
+                save(epoch + 1)
+    except KeyboardInterrupt:
+        bar.close()
+        kept = save_snapshot()
+        done = snapshot[0] if snapshot is not None else 0
+        raise TrainingInterrupted(
+            f"training interrupted in epoch {epoch + 1}; " + (f"epoch {done} is saved in {kept}" if kept is not None
+                                                              else "no finished epoch was saved"),
+            kept, done) from None
     seconds = time.perf_counter() - started
     record["train_seconds"] = round(seconds, 2)
     if channels_last:

@@ -152,26 +152,31 @@ def test_missing_mvtec_categories_are_downloaded(tmp_path, monkeypatch):
 
 
 def _interrupt_in_second_epoch(epoch, loss, model):
-    if epoch == 2:  # after the epoch-1 checkpoint, before the epoch-2 one
+    if epoch == 2:  # Ctrl-C at the end of epoch 2: train() saves that finished epoch, then stops
+        raise KeyboardInterrupt
+
+
+def _interrupt_in_first_epoch(epoch, loss, model):
+    if epoch == 1:
         raise KeyboardInterrupt
 
 
 @pytest.mark.slow
 def test_mt_defects_fake_tree_resume_after_interrupt(tmp_path):
     data, out, runs = make_mt(tmp_path / "magnetic-tile"), tmp_path / "results", tmp_path / "runs"
-    kw = dict(out_dir=out, runs_dir=runs, data_root=str(data), checkpoint_every=1, progress=False,
-              **{**TINY, "epochs": 2})
+    kw = dict(out_dir=out, runs_dir=runs, data_root=str(data), checkpoint_every=5, progress=False,
+              **{**TINY, "epochs": 3})
     with pytest.raises(KeyboardInterrupt):
         reproduce("mt-defects", None, callbacks=[_interrupt_in_second_epoch], **kw)
     job = make_jobs("mt-defects", [None], [0], **{k: kw[k] for k in ("epochs", "teacher", "image_size", "batch_size",
                                                                       "device", "data_root")})[0]
     assert job_state(job, out) == "todo"
     ckpt = run_folder(runs, job) / "checkpoint.pt"
-    assert torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"] == 1
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"] == 2  # no checkpoint_every needed
     summary = reproduce("mt-defects", None, **kw)
-    assert summary["jobs"][0]["status"] == "done (resumed from epoch 1)"
+    assert summary["jobs"][0]["status"] == "done (resumed from epoch 2)"
     rec = json.loads((out / "mt-defects" / "seed0.json").read_text())
-    assert rec["training"]["resumed_from_epoch"] == 1 and len(rec["training"]["history"]) == 2
+    assert rec["training"]["resumed_from_epoch"] == 2 and len(rec["training"]["history"]) == 3
     assert set(rec["metrics"]["per_defect_type"]) == {"blowhole", "break", "crack", "fray", "uneven"}
     # the same maps under other repositories' PRO codes, for the results chapter's discussion
     assert set(rec["pro_codes"]) == {"exact", "rd4ad", "rd4ad_global", "stpm"}
@@ -242,7 +247,7 @@ def test_a_longer_budget_continues_the_furthest_checkpoint_of_the_job(tmp_path, 
     data, runs = make_mt(tmp_path / "magnetic-tile"), tmp_path / "runs"
     kw = dict(runs_dir=runs, data_root=str(data), progress=False, checkpoint_every=1, **{**TINY, "epochs": 4})
     with pytest.raises(KeyboardInterrupt):
-        reproduce("mt-defects", None, out_dir=tmp_path / "long", callbacks=[_interrupt_in_second_epoch], **kw)
+        reproduce("mt-defects", None, out_dir=tmp_path / "long", callbacks=[_interrupt_in_first_epoch], **kw)
     reproduce("mt-defects", None, out_dir=tmp_path / "short", **{**kw, "epochs": 2})
     capsys.readouterr()
     done = reproduce("mt-defects", None, out_dir=tmp_path / "long", **kw)
@@ -330,15 +335,24 @@ def test_table_aggregation_format(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- parsing
-def test_parsing_categories_devices_commands():
+def test_parsing_categories_devices_commands(monkeypatch):
     assert parse_categories("mvtec", "all") == list(P.MVTEC_PAPER_ORDER) and len(P.MVTEC_PAPER_ORDER) == 15
     assert parse_categories("mvtec3d", None) == list(P.MVTEC3D_PAPER_ORDER)
     assert parse_categories("mvtec", "bottle, screw,bottle") == ["bottle", "screw"]
     assert parse_categories("mt-defects", None) == [None]
     with pytest.raises(ValueError, match="unknown mvtec categories"):
         parse_categories("mvtec", "bagel")
-    assert parse_devices("0,2") == ["cuda:0", "cuda:2"] and parse_devices("cpu,cpu") == ["cpu", "cpu"]
-    assert parse_devices(None) is None
+    assert parse_devices("cpu,cpu") == ["cpu", "cpu"] and parse_devices(None) is None
+    with monkeypatch.context() as m:  # a machine with three GPUs
+        m.setattr(torch.cuda, "is_available", lambda: True)
+        m.setattr(torch.cuda, "device_count", lambda: 3)
+        assert parse_devices("0,2") == ["cuda:0", "cuda:2"]
+        with pytest.raises(ValueError, match=r"--gpus '0,3'.*'cuda:3' does not exist: torch sees 3 CUDA GPU"):
+            parse_devices("0,3")
+    with monkeypatch.context() as m:  # and one without
+        m.setattr(torch.cuda, "is_available", lambda: False)
+        with pytest.raises(ValueError, match=r"--gpus '0,1'.*no CUDA GPU"):
+            parse_devices("0,1")
     with pytest.raises(ValueError):
         parse_devices("tpu:0")
     if not torch.cuda.is_available():
@@ -439,7 +453,7 @@ def test_ddp_two_gloo_ranks_end_with_identical_weights(tmp_path):
     assert r0["state"].keys() == r1["state"].keys()
     for k in r0["state"]:
         torch.testing.assert_close(r0["state"][k], r1["state"][k], rtol=0, atol=0, msg=k)
-    payload = torch.load(tmp_path / "checkpoint.pt", weights_only=False)  # written by rank 0 only
+    payload = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # written by rank 0 only
     assert payload["epoch"] == 1 and payload["provenance"]["distributed"]["world_size"] == 2
     assert payload["provenance"]["distributed"]["global_batch"] == 4
     for k in r0["state"]:

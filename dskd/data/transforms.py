@@ -116,8 +116,37 @@ def _check_size(image_size: int) -> int:
     return int(image_size)
 
 
+#: full-scale value of Pillow's integer modes: 16-bit PNG/TIFF open as "I;16*" (or "I", 32-bit signed)
+_FULL_SCALE = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535}
+
+
+def _bit_depth_scale(im: Image.Image) -> float | None:
+    """The value that means "white" for an integer image with more than 8 bits, else ``None``.
+
+    Pillow's own ``convert("RGB")`` of a 16-bit image clips every value above 255, which saturates almost
+    all of a full-range image; such images are scaled by their bit depth instead. Mode "I" does not record
+    the depth: 16-bit is assumed when a value exceeds 255 (8-bit data stored as "I" keeps 255).
+    """
+    if im.mode in _FULL_SCALE:
+        return float(_FULL_SCALE[im.mode])
+    if im.mode == "I":
+        lo, hi = im.getextrema()
+        return 65535.0 if hi > 255 else 255.0
+    if im.mode == "F":
+        return 1.0
+    return None
+
+
 def _image_array(im: Image.Image, image_size: int) -> np.ndarray:
-    im = im.convert("RGB")  # grey (L), palette, RGBA, 16-bit -> 3 channels
+    """``(size, size, 3)``: uint8 for 8-bit images, float32 in [0, 1] for deeper ones."""
+    scale = _bit_depth_scale(im)
+    if scale is not None:  # one grey channel of 16 (or 32) bits: resize in float, never clip
+        grey = Image.fromarray(np.asarray(im, dtype=np.float32) / np.float32(scale), mode="F")
+        if grey.size != (image_size, image_size):
+            grey = grey.resize((image_size, image_size), Image.Resampling.BILINEAR)
+        a = np.clip(np.asarray(grey, dtype=np.float32), 0.0, 1.0)
+        return np.repeat(a[:, :, None], 3, axis=2)
+    im = im.convert("RGB")  # grey (L), palette, RGBA, 48-bit RGB (Pillow keeps the high bytes) -> 3 x 8 bits
     if im.size != (image_size, image_size):
         # PIL's bilinear resize widens its kernel when shrinking, i.e. it antialiases.
         im = im.resize((image_size, image_size), Image.Resampling.BILINEAR)
@@ -129,19 +158,41 @@ def _image_to_tensor(im: Image.Image, image_size: int, normalized: bool = False)
     return to_normalized_tensor(arr) if normalized else to_tensor01(arr)
 
 
-def _mask_to_tensor(im: Image.Image, image_size: int) -> torch.Tensor:
-    if im.mode != "L":
-        im = im.convert("L")  # "1", "P", "RGB", 16-bit ... -> 8-bit grey
+def _mask_to_tensor(im: Image.Image, image_size: int, path: PathLike = "") -> torch.Tensor:
+    """A mask in {0, 1}: 0/1, 0/255 (8-bit) and 0/65535 (16-bit) masks are all accepted.
+
+    Pixels at or above half the mask's full scale are defects; a mask whose values are all 0 or 1 is
+    read as it is (a {0, 1} mask would otherwise be empty after an 8-bit threshold). Anything else that
+    would leave a non-zero mask empty raises :class:`DatasetError` saying which values were found.
+    """
+    scale = _bit_depth_scale(im)
+    if scale is None and im.mode not in ("L", "1"):
+        im = im.convert("L")  # "P", "RGB", "LA" ... -> 8-bit grey
     if im.size != (image_size, image_size):
         im = im.resize((image_size, image_size), Image.Resampling.NEAREST)
-    m = np.asarray(im, dtype=np.uint8) > 127
+    a = np.asarray(im)
+    if a.dtype == bool:
+        return torch.from_numpy(a.astype(np.float32)[None])
+    full = scale if scale is not None else 255.0
+    top = float(a.max()) if a.size else 0.0
+    if top <= 1.0:
+        m = a >= 1 if full != 1.0 else a >= 0.5
+    else:
+        m = a >= full / 2
+        if not m.any():
+            values = np.unique(a)
+            shown = ", ".join(str(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")
+            raise DatasetError(f"mask {path} holds the values {{{shown}}}: none reaches half of the {int(full)} "
+                               f"full scale, so no pixel would count as a defect; expected a mask of 0/1 or "
+                               f"0/255 (8-bit) or 0/65535 (16-bit)")
     return torch.from_numpy(m.astype(np.float32)[None])
 
 
 def load_image(path: PathLike, image_size: int) -> torch.Tensor:
     """Read an image file -> ``(3, image_size, image_size)`` float tensor in ``[0, 1]``.
 
-    Grey images are repeated to 3 channels; resizing is bilinear with antialiasing.
+    Grey images are repeated to 3 channels; resizing is bilinear with antialiasing. 16-bit images are
+    scaled by their bit depth (65535 is white), not clipped to 8 bits.
     Raises :class:`DatasetError` (naming ``path``) if the file is missing or corrupt.
     """
     image_size = _check_size(image_size)
@@ -151,10 +202,11 @@ def load_image(path: PathLike, image_size: int) -> torch.Tensor:
 def load_mask(path: PathLike, image_size: int) -> torch.Tensor:
     """Read a ground-truth mask -> ``(1, image_size, image_size)`` tensor with values in {0, 1}.
 
-    Nearest-neighbour resize, then ``pixel > 127 -> 1``.
+    Nearest-neighbour resize, then pixels at or above half the full scale (127.5 for 8-bit masks) are
+    defects; masks holding only 0 and 1 are read as they are.
     """
     image_size = _check_size(image_size)
-    return _mask_to_tensor(_open(path), image_size)
+    return _mask_to_tensor(_open(path), image_size, path)
 
 
 def load_image_and_mask(
@@ -176,4 +228,4 @@ def load_image_and_mask(
             f"image/mask size mismatch: image {image_path} is {im.size[0]}x{im.size[1]} (WxH) "
             f"but mask {mask_path} is {mk.size[0]}x{mk.size[1]}"
         )
-    return _image_to_tensor(im, image_size, normalized), _mask_to_tensor(mk, image_size)
+    return _image_to_tensor(im, image_size, normalized), _mask_to_tensor(mk, image_size, mask_path)

@@ -83,10 +83,17 @@ def _load_state_dict(weights: TeacherWeights) -> tuple[dict[str, Tensor] | None,
             raise TeacherWeightsError(f"teacher weights file {str(path)!r} does not exist. " + _choices_text())
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise TeacherWeightsError(f"could not read teacher weights {str(path)!r}: {err}") from err
+        except Exception as err:  # weights_only refuses pickled code; anything else is not a torch file
+            unsafe = "Weights only load failed" in str(err)
+            reason = ("it holds Python objects other than tensors, which could run code, and was not unpickled"
+                      if unsafe else f"not a file written by torch.save ({type(err).__name__})")
+            raise TeacherWeightsError(f"cannot use {str(path)!r} as teacher weights: {reason}; expected a ResNet18 "
+                                      f"state dict saved with torch.save") from None
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
+        if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
+            raise TeacherWeightsError(f"cannot use {str(path)!r} as teacher weights: it holds a "
+                                      f"{type(state).__name__}, expected a ResNet18 state dict (names -> tensors)")
         return state, f"file {path.name} (sha256 {file_sha256(path)})"
     raise TypeError(
         f"weights must be a ResNet18_Weights, 'imagenet', 'random', a path or None; got {weights!r}"
@@ -118,6 +125,11 @@ class TeacherPyramid(ResNet18Pyramid):
         state, self.weights_description = _load_state_dict(weights)
         if state is not None:
             state = {k: v for k, v in state.items() if not k.startswith(("layer4.", "fc."))}
+            shapes = self.state_dict()
+            wrong = [k for k, v in state.items() if k in shapes and tuple(v.shape) != tuple(shapes[k].shape)]
+            if wrong:
+                raise TeacherWeightsError(f"teacher weights do not match ResNet18 stem..layer3: {len(wrong)} tensors "
+                                          f"have other shapes (e.g. {wrong[0]})")
             missing, unexpected = self.load_state_dict(state, strict=False)
             if missing or unexpected:
                 raise TeacherWeightsError(
