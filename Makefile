@@ -6,6 +6,12 @@ PY     := $(VENV)/bin/python
 # package ships, pretrained here without ImageNet (dskd/weights/; named in every figure and record).
 # `make book DSKD_TEACHER=imagenet` with internet gives the paper's teacher; DSKD_TEACHER=random, a random one.
 export DSKD_TEACHER ?= offline-pretrained
+# Real data: $DSKD_DATA (default ~/dskd_data). This project's machines keep MT Defects in ../shared/data,
+# so the book's chapters find it there; the package itself never looks outside $DSKD_DATA.
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)/magnetic-tile),)
+export DSKD_DATA ?= $(SHARED_DATA)
+endif
 STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install browser test book demo student-notebooks clean

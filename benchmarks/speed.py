@@ -53,7 +53,7 @@ try:
     import dskd  # noqa: F401  (only to test that the package is installed)
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO))
-from dskd.evaluation import SpeedOptions, optimize_for_inference  # noqa: E402
+from dskd.speed import SpeedOptions, optimize_for_inference  # noqa: E402
 from dskd.models import DSKD  # noqa: E402
 from dskd.profiling import (  # noqa: E402
     _probes, count_flops, count_parameters, inference_call, machine_description, training_call,

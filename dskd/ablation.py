@@ -19,11 +19,16 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
+import torch
+from scipy.stats import kendalltau
 
 from .config import TrainConfig
 from .evaluation import evaluate
+from .inference import ALL_LAYERS, anomaly_map
+from .paper_results import ABLATION_RESULTS, ABLATION_TABLES
 from .provenance import provenance, write_json
-from .training import data_description, dataset_for, run_key, train_or_load
+from .runs import run_key
+from .training import data_description, dataset_for, train_or_load
 
 RESULTS_SCHEMA = 1
 #: test images per defect type (and normal images) whose maps each study keeps for the chapters' browsers
@@ -58,15 +63,9 @@ STUDIES: dict[str, tuple[Variant, ...]] = {
     "sigma": tuple(Variant(f"sigma={s:g}", infer={"sigma": s}) for s in (0.0, 2.0, 4.0, 8.0)),
 }
 
-#: the paper's MVTec AD means (image AUROC, pixel AUROC, PRO), in percent
-PAPER_RESULTS: dict[str, dict[str, tuple[float, float, float]]] = {
-    "architecture": {"DS": (98.5, 97.6, 93.5), "T-E": (95.3, 96.1, 89.4), "T-D": (97.8, 97.1, 93.1),
-                     "E-D": (93.2, 94.6, 87.7)},
-    "dfe": {"with DFE": (98.5, 97.6, 93.5), "without DFE": (75.6, 89.6, 76.5)},
-    "layers": {"M1": (96.0, 95.9, 88.0), "M2": (96.5, 96.4, 91.0), "M3": (92.7, 94.2, 88.7),
-               "M1-3": (98.5, 97.5, 93.5)},
-}
-PAPER_TABLE = {"architecture": "Table 7", "dfe": "Table 8", "layers": "Table 9"}
+#: the paper's MVTec AD means (image AUROC, pixel AUROC, PRO) in percent, and its table of each study
+PAPER_RESULTS = ABLATION_RESULTS
+PAPER_TABLE = ABLATION_TABLES
 METRICS = ("image_auroc", "pixel_auroc", "pro")
 
 
@@ -173,10 +172,9 @@ def run_study(
             cfg = base.replace(seed=seed, **variant.train)
             started = time.perf_counter()
             result = train_or_load(cfg, progress=progress)
-            infer = {k: getattr(cfg, k) for k in ("sigma", "layers", "lam", "normalization")}
-            infer.update(variant.infer)
+            infer = cfg.inference().replace(**variant.infer)
             test_set = dataset_for(cfg, "test")
-            report = evaluate(result.model, test_set, batch_size=cfg.batch_size, **infer)
+            report = evaluate(result.model, test_set, infer, batch_size=cfg.batch_size)
             if seed == 0:  # the browsers show seed 0; other seeds only add numbers
                 pred = report.prediction
                 idx = example_indices(pred.defect_types)
@@ -187,9 +185,9 @@ def run_study(
                 "study": study, "variant": variant.name, "seed": seed, "run_key": run_key(cfg),
                 "image_auroc": report.image_auroc, "pixel_auroc": report.pixel_auroc, "pro": report.pro,
                 "per_defect_type": report.per_defect_type,
-                "train_seconds": result.seconds, "trained_now": not result.extra.get("cached", False),
+                "train_seconds": result.seconds, "trained_now": not result.cached,
                 "seconds_per_image": report.seconds_per_image,
-                "inference": {k: list(v) if isinstance(v, tuple) else v for k, v in infer.items()},
+                "inference": infer.to_dict(),
                 "config": cfg.to_dict(),
                 "provenance": provenance(
                     next(result.model.parameters()).device,
@@ -478,18 +476,12 @@ def kendall_tau(order_a: Sequence[str], order_b: Sequence[str]) -> float:
     common = [n for n in order_a if n in order_b]
     if len(common) < 2:
         return float("nan")
-    pos = {n: i for i, n in enumerate(order_b)}
-    concordant = discordant = 0
-    for i in range(len(common)):
-        for j in range(i + 1, len(common)):
-            if pos[common[i]] < pos[common[j]]:
-                concordant += 1
-            else:
-                discordant += 1
-    return (concordant - discordant) / (concordant + discordant)
+    rank_b = {n: i for i, n in enumerate(order_b)}
+    return float(kendalltau(range(len(common)), [rank_b[n] for n in common]).statistic)
 
 
-def _pct(value: Optional[float], std: Optional[float] = None) -> str:
+def format_percent_with_std(value: Optional[float], std: Optional[float] = None) -> str:
+    """A fraction as percent with one decimal ("± std" when given); "—" for a missing value."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     return f"{100 * value:.1f}" + (f" ± {100 * std:.1f}" if std else "")
@@ -521,7 +513,7 @@ def results_table(rows: Sequence[dict[str, Any]], study: str) -> str:
     for n in names:
         r = by_name.get(n)
         cells = [n, str(r["n_seeds"]) if r else "0"]
-        cells += [_pct(r[m], r[m + "_std"]) if r else "—" for m in METRICS]
+        cells += [format_percent_with_std(r[m], r[m + "_std"]) if r else "—" for m in METRICS]
         if paper:
             cells += [f"{x:.1f}" for x in paper[n]] if n in paper else ["—"] * 3
         lines.append("| " + " | ".join(cells) + " |")
@@ -581,10 +573,7 @@ def level_discrepancy(model, dataset, *, lam: float = 0.1, normalization: str = 
     pair: ``normal``, the mean over every pixel of the normal test images (how closely the pair agrees
     where nothing is wrong), ``defect``, the mean over defect pixels, and ``contrast`` = defect / normal.
     """
-    import torch
     from torch.utils.data import DataLoader
-
-    from .inference import ALL_LAYERS, anomaly_map
 
     model = model.eval()
     device = next(model.parameters()).device

@@ -170,7 +170,7 @@ def load_weights(model: DSKD, state: Any, path: Union[str, os.PathLike], cfg: Tr
         raise CheckpointError(f"{str(path)!r}: its 'model' entry is a {type(state).__name__}, expected a state dict")
     try:
         model.load_state_dict(state)
-    except RuntimeError as err:
+    except RuntimeError:
         expected = set(model.state_dict())
         missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
         if missing or unexpected:

@@ -137,8 +137,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model.to(device)
     with warnings.catch_warnings():  # printed below as one line each
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        report = evaluate(model, dataset_for(cfg, "test"), sigma=cfg.sigma, layers=cfg.layers, lam=cfg.lam,
-                          normalization=cfg.normalization, batch_size=cfg.batch_size, progress=True)
+        report = evaluate(model, dataset_for(cfg, "test"), cfg.inference(), batch_size=cfg.batch_size,
+                          progress=True)
     print(report.summary())
     for t, m in report.per_defect_type.items():
         print(f"  {t:>12}: image AUROC {m['image_auroc']:.3f}  pixel AUROC {m['pixel_auroc']:.3f}  PRO {m['pro']:.3f}")
@@ -198,8 +198,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = writable_dir(args.out, "output folder (--out)")
     model, cfg, _ = load_checkpoint(args.checkpoint)
     images = torch.stack([normalize(load_image(f, cfg.image_size)) for f, _ in files])
-    pred = predict(model, images, sigma=cfg.sigma, layers=cfg.layers, lam=cfg.lam,
-                   normalization=cfg.normalization, batch_size=cfg.batch_size)
+    pred = predict(model, images, cfg.inference(), batch_size=cfg.batch_size)
     vmax = float(pred.maps.max())
     records = []
     for i, (f, rel) in enumerate(files):
@@ -242,7 +241,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"dskd demo: {data_description(cfg)}, {cfg.epochs} epochs, teacher '{cfg.teacher}'")
     result = train(cfg, out_dir=out)
     test_set = dataset_for(cfg, "test")
-    report = evaluate(result.model, test_set, sigma=cfg.sigma, lam=cfg.lam)
+    report = evaluate(result.model, test_set, cfg.inference())
     teacher, data = report.teacher, data_description(cfg)
     pred = report.prediction
     picks = [next(i for i, t in enumerate(pred.defect_types) if t == d) for d in ["good", *sorted(report.per_defect_type)]]
@@ -356,7 +355,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from .evaluation import SpeedOptions
+    from .speed import SpeedOptions
     from .outputs import writable_dir
     from .profiling import format_table, profile, write_profile
 

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import torch
 
 from .data import DATASETS, DEFAULT_IMAGE_SIZE, MVTEC3D_CATEGORIES, MVTEC_CATEGORIES, SYNTHETIC_CATEGORIES
+from .inference import InferenceSettings
 from .losses import LOSS_FORMS, NORMALIZATIONS
 from .models.dskd import STRUCTURES
 from .models.teacher import TEACHER_NAMES, default_teacher_name
@@ -116,6 +117,10 @@ class TrainConfig:
         base = dict(dataset=dataset, category=category, image_size=max(DEFAULT_IMAGE_SIZE[dataset], 128), epochs=200)
         base.update(overrides)
         return cls(**base)
+
+    def inference(self) -> InferenceSettings:
+        """How this run's maps are made (Eq. 8-10): its sigma, layers, lambda and normalisation."""
+        return InferenceSettings.of(self)
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

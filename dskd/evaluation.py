@@ -1,23 +1,37 @@
 """Batch prediction (Algorithm 2) and evaluation with the paper's three metrics (Sec. 4.1.3)."""
 from __future__ import annotations
 
-import copy
 import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
-from typing import Any, Optional, Sequence, Union
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .inference import ALL_LAYERS, anomaly_map, anomaly_score
+from .inference import InferenceSettings, anomaly_map, anomaly_score
 from .metrics import image_auroc, pixel_auroc, pro_score
 from .models import DSKD, Pyramid
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .speed import SpeedOptions
+
+SpeedLike = Union[None, str, "SpeedOptions"]
+#: names that moved to :mod:`dskd.speed`, still importable from here (loading it only when asked for)
+_MOVED_TO_SPEED = ("MAP_TOLERANCE", "SpeedOptions", "speed_options", "fold_batchnorm", "nnpack_conv3x3",
+                   "WinogradConv2d", "winograd_available", "use_winograd", "optimize_for_inference")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_SPEED:
+        from . import speed
+
+        return getattr(speed, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -37,198 +51,17 @@ def _model_device(model: DSKD) -> torch.device:
     return next(model.parameters()).device
 
 
-# --------------------------------------------------------------------------------------------------
-# Speed options for inference (issue "Complexity and speed"). Every option is checked against the
-# plain fp32 eager path: the maps must agree within MAP_TOLERANCE (max |difference| / max |plain map|).
-# --------------------------------------------------------------------------------------------------
-
-#: agreement of optimised maps with the plain fp32 maps, relative to the largest plain map value:
-#: "fp32" for exact rewrites (BatchNorm folding, channels-last, Winograd, compile), "bf16" for autocast
-MAP_TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2}
-
-
-@dataclass(frozen=True)
-class SpeedOptions:
-    """How :func:`predict` runs the networks. ``SpeedOptions()`` is the plain fp32 eager path.
-
-    * ``fold_batchnorm``: fold each eval-mode BatchNorm into the convolution before it (same maths).
-    * ``channels_last``: NHWC weights and activations (oneDNN's preferred layout on CPUs).
-    * ``winograd``: 3x3 stride-1 convolutions whose input has at least ``winograd_min_area`` pixels run
-      through NNPACK's Winograd/FFT kernels (fewer multiplications; fp32 rounding differs by ~1e-5).
-    * ``bf16``: autocast the networks to bfloat16 on the CPU (maps computed in fp32).
-    * ``compile``: ``torch.compile`` (inductor) the optimised model; compiled once per input shape.
-    """
-
-    fold_batchnorm: bool = False
-    channels_last: bool = False
-    winograd: bool = False
-    winograd_min_area: int = 32 * 32
-    bf16: bool = False
-    compile: bool = False
-
-    @classmethod
-    def plain(cls) -> "SpeedOptions":
-        return cls()
-
-    @classmethod
-    def fast(cls) -> "SpeedOptions":
-        """BatchNorm folding + channels-last: faster than the plain path at batch 1 and at batch 16, on
-        the idle and on the loaded 2-core CPU (``benchmarks/speed.py``, ``results/benchmarks/speed*.json``),
-        maps equal within ``MAP_TOLERANCE["fp32"]``. Both other exact options are opt-in: Winograd buys
-        a few percent at batch 1 but was slower at batch 16 (``predict``'s default batch), and
-        ``compile`` recompiles for every new input shape (seconds to a minute each on a small CPU)."""
-        return cls(fold_batchnorm=True, channels_last=True)
-
-    @property
-    def tolerance(self) -> float:
-        return MAP_TOLERANCE["bf16" if self.bf16 else "fp32"]
-
-    def describe(self) -> str:
-        on = [k for k, v in asdict(self).items() if v is True]
-        if self.winograd:
-            on[on.index("winograd")] = f"winograd(>= {self.winograd_min_area} px)"
-        return "+".join(on) if on else "plain"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-SpeedLike = Union[None, str, SpeedOptions]
-
-
-def speed_options(speed: SpeedLike) -> SpeedOptions:
-    """``None`` or ``"plain"`` -> the plain path; ``"fast"`` -> :meth:`SpeedOptions.fast`."""
-    if speed is None or speed == "plain":
-        return SpeedOptions.plain()
-    if speed == "fast":
-        return SpeedOptions.fast()
-    if isinstance(speed, SpeedOptions):
-        return speed
-    raise ValueError(f"speed must be None, 'plain', 'fast' or a SpeedOptions, got {speed!r}")
-
-
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """Fold every eval-mode BatchNorm2d into the (transposed) convolution registered just before it.
-
-    In every module of DSKD (and torchvision's ResNet) a BatchNorm directly follows the convolution
-    registered before it (``conv1``/``bn1``, ``Sequential(conv, bn, ...)``), so the pair is
-    y = gamma (W x - mu) / sqrt(var + eps) + beta = W' x + b'. Returns a modified *copy*.
-    """
-    model = copy.deepcopy(model).eval()
-    for parent in model.modules():
-        names = list(parent._modules)
-        for a, b in zip(names, names[1:]):
-            conv, bn = parent._modules[a], parent._modules[b]
-            if not (isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d)):
-                continue
-            out_dim = 0 if isinstance(conv, nn.Conv2d) else 1
-            if conv.groups != 1 or conv.weight.shape[out_dim] != bn.num_features:
-                continue
-            scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
-            shift = bn.bias.detach() - bn.running_mean * scale
-            shape = [1, 1, 1, 1]
-            shape[out_dim] = -1
-            weight = conv.weight.detach() * scale.view(shape)
-            bias = shift if conv.bias is None else conv.bias.detach() * scale + shift
-            conv.weight = nn.Parameter(weight, requires_grad=False)
-            conv.bias = nn.Parameter(bias, requires_grad=False)
-            parent._modules[b] = nn.Identity()
-    return model
-
-
-_NNPACK_READY = False
-
-
-@torch.library.custom_op("dskd::nnpack_conv3x3", mutates_args=())
-def nnpack_conv3x3(x: Tensor, weight: Tensor, bias: Optional[Tensor], padding: list[int]) -> Tensor:
-    """A 3x3 stride-1 convolution by NNPACK (NCHW fp32), as an op ``torch.compile`` can trace
-    (a custom op with a fake kernel: inductor keeps it as one opaque call in the compiled graph)."""
-    global _NNPACK_READY
-    if not _NNPACK_READY:  # NNPACK fails ("SpatialConvolution_updateOutput failed") until initialised
-        _NNPACK_READY = winograd_available()
-    return torch._nnpack_spatial_convolution(x.contiguous(), weight.contiguous(), bias, padding, [1, 1])
-
-
-@nnpack_conv3x3.register_fake
-def _(x: Tensor, weight: Tensor, bias: Optional[Tensor], padding: list[int]) -> Tensor:
-    h, w = x.shape[-2] + 2 * padding[0] - 2, x.shape[-1] + 2 * padding[1] - 2
-    return x.new_empty((x.shape[0], weight.shape[0], h, w))
-
-
-class WinogradConv2d(nn.Module):
-    """A 3x3 stride-1 Conv2d run by NNPACK (Winograd F(6x6, 3x3), or FFT, as NNPACK picks) when its
-    input has at least ``min_area`` pixels and is fp32 on the CPU; otherwise the usual convolution.
-
-    NNPACK works in NCHW: a channels-last input is converted in and the output converted back, so
-    the layout seen by the rest of the network does not change.
-    """
-
-    def __init__(self, conv: nn.Conv2d, min_area: int = 32 * 32) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(conv.weight.detach().contiguous(), requires_grad=False)  # NNPACK: NCHW
-        self.bias = conv.bias
-        self.padding, self.min_area = list(conv.padding), min_area
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.dtype == torch.float32 and x.device.type == "cpu" and x.shape[-2] * x.shape[-1] >= self.min_area:
-            channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-            y = nnpack_conv3x3(x, self.weight, self.bias, self.padding)
-            return y.contiguous(memory_format=torch.channels_last) if channels_last else y
-        return F.conv2d(x, self.weight, self.bias, 1, self.padding)
-
-
-def winograd_available() -> bool:
-    """NNPACK is compiled in and runs on this CPU (the call also initialises it)."""
-    try:
-        return bool(torch._nnpack_available())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def use_winograd(model: nn.Module, min_area: int = 32 * 32) -> nn.Module:
-    """Swap every 3x3, stride-1, dilation-1, ungrouped Conv2d for a :class:`WinogradConv2d` (in place)."""
-    if not winograd_available():
-        return model
-    for parent in list(model.modules()):
-        for name, child in list(parent._modules.items()):
-            if (isinstance(child, nn.Conv2d) and child.kernel_size == (3, 3) and child.stride == (1, 1)
-                    and child.dilation == (1, 1) and child.groups == 1 and child.padding_mode == "zeros"
-                    and isinstance(child.padding, tuple)):
-                parent._modules[name] = WinogradConv2d(child, min_area)
-    return model
-
-
-def optimize_for_inference(model: DSKD, speed: SpeedLike = "fast") -> DSKD:
-    """A copy of ``model`` prepared for fast inference (the original is not touched).
-
-    The copy carries its options as ``speed_options``; :func:`run_networks` applies the bf16
-    autocast they ask for. ``compile`` wraps the copy with ``torch.compile`` (inductor, freezing):
-    the first call per input shape compiles (a minute or more on a small CPU).
-    """
-    opts = speed_options(speed)
-    fast = fold_batchnorm(model) if opts.fold_batchnorm else copy.deepcopy(model).eval()
-    fast.requires_grad_(False)
-    if opts.channels_last:
-        fast = fast.to(memory_format=torch.channels_last)
-    if opts.winograd:
-        use_winograd(fast, opts.winograd_min_area)
-    fast.speed_options = opts  # type: ignore[attr-defined]
-    if opts.compile:
-        # inductor with freezing: weights become constants (pre-packed for oneDNN, conv+ReLU fused)
-        fast = torch.compile(fast, dynamic=False, options={"freezing": True})  # type: ignore[assignment]
-    return fast
-
-
 def run_networks(model: DSKD, images: Tensor) -> tuple[Pyramid, Pyramid]:
     """The (reference, student) pyramids of Algorithm 2 for a batch, as fp32 (under the model's
-    ``speed_options``, if :func:`optimize_for_inference` made it)."""
-    opts: SpeedOptions = getattr(model, "speed_options", SpeedOptions.plain())
-    if opts.channels_last:
+    ``speed_options``, if :func:`dskd.speed.optimize_for_inference` made it)."""
+    opts = getattr(model, "speed_options", None)
+    channels_last, bf16 = (opts.channels_last, opts.bf16) if opts is not None else (False, False)
+    if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast(images.device.type, dtype=torch.bfloat16) if opts.bf16 else nullcontext()
+    autocast = torch.autocast(images.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     with autocast:
         ref, stu = model.inference_pair(model(images))
-    if opts.bf16:
+    if bf16:
         ref, stu = Pyramid(*(f.float() for f in ref)), Pyramid(*(f.float() for f in stu))
     return ref, stu
 
@@ -237,26 +70,34 @@ def run_networks(model: DSKD, images: Tensor) -> tuple[Pyramid, Pyramid]:
 def predict(
     model: DSKD,
     data: Union[Dataset, DataLoader, Tensor],
+    settings: Optional[InferenceSettings] = None,
     *,
-    sigma: float = 4.0,
-    layers: Sequence[int] = ALL_LAYERS,
-    lam: float = 0.1,
-    normalization: str = "unit",
     batch_size: int = 16,
     num_workers: int = 0,
     progress: bool = False,
     speed: SpeedLike = None,
+    sigma: Optional[float] = None,
+    layers: Optional[Sequence[int]] = None,
+    lam: Optional[float] = None,
+    normalization: Optional[str] = None,
 ) -> Prediction:
     """Algorithm 2 on a batch tensor (N, 3, H, W), a data set or a loader of dicts.
 
+    ``settings`` (:class:`~dskd.inference.InferenceSettings`, default the paper's) says how pyramids
+    become maps; ``sigma``, ``layers``, ``lam`` and ``normalization`` given one by one override it.
     Returns the maps and scores on the CPU; for data sets also labels, masks and defect types.
-    ``speed`` (``None``/``"plain"``, ``"fast"`` or a :class:`SpeedOptions`) optimises a copy of the
-    model first (:func:`optimize_for_inference`); its maps agree with the plain ones within
-    ``SpeedOptions.tolerance``. A model already returned by :func:`optimize_for_inference` keeps its
-    options. Data sets are read by a DataLoader with ``num_workers`` worker processes.
+    ``speed`` (``None``/``"plain"``, ``"fast"`` or a :class:`~dskd.speed.SpeedOptions`) optimises a copy
+    of the model first (:func:`dskd.speed.optimize_for_inference`); its maps agree with the plain ones
+    within ``SpeedOptions.tolerance``. A model already optimised keeps its options. Data sets are read by
+    a DataLoader with ``num_workers`` worker processes.
     """
-    if speed is not None and speed_options(speed) != SpeedOptions.plain():
-        model = optimize_for_inference(model, speed)
+    settings = (settings or InferenceSettings()).with_overrides(sigma=sigma, layers=layers, lam=lam,
+                                                                normalization=normalization)
+    if speed is not None:
+        from .speed import SpeedOptions, optimize_for_inference, speed_options  # the speed module when asked for
+
+        if speed_options(speed) != SpeedOptions.plain():
+            model = optimize_for_inference(model, speed)
     model.eval()
     device = _model_device(model)
     if isinstance(data, Tensor):
@@ -275,7 +116,8 @@ def predict(
     for batch in tqdm(batches, total=total, desc="predict", disable=not progress, unit="batch"):
         images = batch["image"].to(device)
         ref, stu = run_networks(model, images)
-        maps.append(anomaly_map(ref, stu, images.shape[-2:], layers, sigma, lam, normalization).float().cpu())
+        maps.append(anomaly_map(ref, stu, images.shape[-2:], settings.layers, settings.sigma, settings.lam,
+                                settings.normalization).float().cpu())
         if "label" in batch:
             labels.append(torch.as_tensor(batch["label"]))
             masks.append(batch["mask"][:, 0].to(torch.uint8))
@@ -333,23 +175,24 @@ class EvaluationReport:
 def evaluate(
     model: DSKD,
     dataset: Union[Dataset, DataLoader],
+    settings: Optional[InferenceSettings] = None,
     *,
-    sigma: float = 4.0,
-    layers: Sequence[int] = ALL_LAYERS,
-    lam: float = 0.1,
-    normalization: str = "unit",
     batch_size: int = 16,
     progress: bool = False,
     prediction: Optional[Prediction] = None,
+    sigma: Optional[float] = None,
+    layers: Optional[Sequence[int]] = None,
+    lam: Optional[float] = None,
+    normalization: Optional[str] = None,
 ) -> EvaluationReport:
     """Score a test split. Each defect type is scored against all normal images of the split.
 
-    Pass ``prediction`` to re-score maps already computed (e.g. to compare layer subsets without
-    rerunning the networks).
+    ``settings`` and the four fields given one by one as in :func:`predict`. Pass ``prediction`` to
+    re-score maps already computed (e.g. to compare layer subsets without rerunning the networks).
     """
     pred = prediction if prediction is not None else predict(
-        model, dataset, sigma=sigma, layers=layers, lam=lam, normalization=normalization,
-        batch_size=batch_size, progress=progress)
+        model, dataset, settings, batch_size=batch_size, progress=progress, sigma=sigma, layers=layers, lam=lam,
+        normalization=normalization)
     if pred.labels is None or pred.masks is None:
         raise ValueError("evaluate needs a labelled data set (items with 'label' and 'mask')")
     labels, scores = pred.labels.numpy(), pred.scores.numpy()

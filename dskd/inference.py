@@ -1,7 +1,9 @@
 """Anomaly inference (Eq. 8 to 10, Algorithm 2): maps, Gaussian filter, scores and thresholds."""
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -12,6 +14,39 @@ from .losses import distillation_map
 
 #: the paper's M_1, M_2, M_3 = conv2_x, conv3_x, conv4_x
 ALL_LAYERS = (1, 2, 3)
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How Algorithm 2 turns pyramids into maps: the Gaussian's ``sigma`` (Eq. 9), the ``layers`` summed
+    (Eq. 8), ``lam`` and ``normalization`` of the distillation map (Eq. 3-6). Defaults are the paper's."""
+
+    sigma: float = 4.0
+    layers: tuple[int, ...] = ALL_LAYERS
+    lam: float = 0.1
+    normalization: str = "unit"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", _check_layers(self.layers))
+        if self.sigma < 0:
+            raise ValueError(f"sigma must be >= 0, got {self.sigma}")
+
+    @classmethod
+    def of(cls, cfg: Any) -> "InferenceSettings":
+        """The settings a :class:`~dskd.config.TrainConfig` (or anything with these four fields) names."""
+        return cls(sigma=cfg.sigma, layers=tuple(cfg.layers), lam=cfg.lam, normalization=cfg.normalization)
+
+    def replace(self, **changes: Any) -> "InferenceSettings":
+        return dataclasses.replace(self, **changes)
+
+    def with_overrides(self, **fields: Any) -> "InferenceSettings":
+        """These settings with the fields given (not ``None``) replaced."""
+        changes = {k: v for k, v in fields.items() if v is not None}
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sigma": self.sigma, "layers": list(self.layers), "lam": self.lam,
+                "normalization": self.normalization}
 
 
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0, dtype: torch.dtype = torch.float32) -> Tensor:

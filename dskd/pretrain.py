@@ -32,7 +32,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .metrics import image_auroc
 from .models.pyramid import ResNet18Pyramid
+from .models.teacher import file_sha256
+from .provenance import git_commit, provenance
 
 
 # ----------------------------------------------------------------------------- fractals
@@ -373,8 +376,6 @@ def pretrain_teacher(cfg: PretrainConfig, progress: bool = True) -> tuple[dict[s
     "rotation_accuracy" / "rotation_loss" (RotNet), as the recipe has them; ``source_images`` names
     the natural images used (none for "fractal").
     """
-    from .provenance import git_commit
-
     torch.manual_seed(cfg.seed)
     started = time.perf_counter()
     commit_at_start = git_commit()  # the code that runs; the repository may move on before the end
@@ -457,8 +458,6 @@ def pretrain_teacher(cfg: PretrainConfig, progress: bool = True) -> tuple[dict[s
 
 def save_teacher(state: dict[str, Tensor], record: dict, path: Union[str, Path]) -> Path:
     """Write the weights and, beside them, ``<name>.json`` with the recipe, checksum and provenance."""
-    from .models.teacher import file_sha256
-    from .provenance import provenance
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -489,7 +488,6 @@ def pooled_features(backbone: nn.Module, dataset, batch_size: int = 64, grid: in
 def knn_image_auroc(backbone: nn.Module, train_set, test_set) -> float:
     """Image AUROC of a 1-nearest-neighbour detector on the backbone's pooled features: how much
     the features alone separate anomalies (0.5 = chance). A cheap proxy for a teacher's worth."""
-    from .metrics import image_auroc
 
     train_f, _ = pooled_features(backbone, train_set)
     test_f, labels = pooled_features(backbone, test_set)

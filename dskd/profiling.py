@@ -44,25 +44,29 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import TrainConfig
-from .evaluation import SpeedLike, SpeedOptions, optimize_for_inference, run_networks, speed_options
+from .evaluation import SpeedLike, run_networks
 from .inference import anomaly_map
-from .models import DSKD, STRUCTURES
+from .losses import dskd_loss
+from .models import DSKD, STRUCTURES, teacher_weights_from_name
+from .paper_results import TABLE6
+from .provenance import provenance, write_json
+from .results import results_path
+from .speed import SpeedOptions, optimize_for_inference, speed_options
+from .training import training_step
+
+#: Table 6 of the paper (kept here under its old name; the numbers live in :mod:`dskd.paper_results`)
+PAPER_TABLE6 = TABLE6
 
 #: the components of a DSKD model, in the order of the data flow
 COMPONENTS = ("teacher", "encoder", "embedding", "decoder")
-
-#: Table 6 of the paper (Intel i7 @ 2.3 GHz laptop CPU; image size not stated, MVTec at 256 x 256)
-PAPER_TABLE6 = {
-    "PaDiM": {"inference_s": 0.890, "gflops": 22.85, "params_m": 68.9, "memory_mb": 3800},
-    "MKD": {"inference_s": 0.034, "gflops": 20.96, "params_m": 15.0, "memory_mb": 4},
-    "DSKD (paper)": {"inference_s": 0.217, "gflops": 6.17, "params_m": 39.3, "memory_mb": 105},
-}
+#: where each component sits inside DSKD (the students are one module)
+_COMPONENT_PATHS = {"teacher": "teacher", "encoder": "students.encoder", "embedding": "students.embedding",
+                    "decoder": "students.decoder"}
 
 #: the training speed options of :func:`dskd.training.train` that ``benchmarks/speed.py`` found faster
 #: on a 2-core CPU (the teacher cache only for structures with a teacher)
 FAST_TRAINING = {"cache_teacher": True, "fused_adam": True, "channels_last": True}
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -227,7 +231,7 @@ def _flop_counts(fn: Callable[[], Any]) -> dict[str, dict[Any, int]]:
 
 def _component_flops(counts: dict[str, dict[Any, int]], root: str, batch: int) -> dict[str, float]:
     total = sum(counts.get("Global", {}).values())
-    out = {c: sum(counts.get(f"{root}.{c}", {}).values()) / batch for c in COMPONENTS}
+    out = {c: sum(counts.get(f"{root}.{_COMPONENT_PATHS[c]}", {}).values()) / batch for c in COMPONENTS}
     out["networks"] = sum(counts.get(root, {}).values()) / batch
     out["anomaly_map"] = total / batch - out["networks"]
     out["total"] = total / batch
@@ -253,8 +257,6 @@ def count_flops(model: DSKD, image_size: int = 256, *, batch: int = 1, sigma: fl
 def training_step_flops(model: DSKD, image_size: int, *, batch: int = 2, cfg: Optional[TrainConfig] = None) -> float:
     """FLOPs per image of one full training step (forward, loss, backward; Adam's element-wise
     update is not counted)."""
-    from .losses import dskd_loss
-
     cfg = cfg or TrainConfig.quick(teacher="random")
     model = copy.deepcopy(model).train()
     x = torch.randn(batch, 3, image_size, image_size)
@@ -344,8 +346,6 @@ def training_call(model: DSKD, images: Tensor, *, cache_teacher: bool = False, c
 
     ``cache_teacher``: the teacher's features of ``images`` are computed once, then reused (the
     steady state of :class:`dskd.training.TeacherCache` after the first epoch)."""
-    from .training import training_step
-
     cfg = cfg or TrainConfig.quick(teacher="random")
     model = copy.deepcopy(model).train()
     if channels_last:
@@ -410,8 +410,6 @@ def map_agreement(model: DSKD, speed: SpeedLike, image_size: int = 128, *, batch
 # The profile
 # --------------------------------------------------------------------------------------------------
 def _make_model(structure: str, teacher: str = "random", seed: int = 0) -> DSKD:
-    from .models import teacher_weights_from_name
-
     torch.manual_seed(seed)
     return DSKD(structure, teacher_weights=teacher_weights_from_name(teacher)).eval()
 
@@ -542,7 +540,7 @@ def profile(
                      "runs": runs, "warmup": warmup, "throughput_batch": throughput_batch,
                      "throughput_runs": throughput_runs, "train_batch": train_batch, "train_runs": train_runs,
                      "threads": torch.get_num_threads(), "teacher": teacher, "timing": "median of interleaved runs"},
-        "paper_table6": PAPER_TABLE6,
+        "paper_table6": TABLE6,
         "records": [],
     }
     for size in sizes:
@@ -564,8 +562,6 @@ def profile(
         + [result["attainable_at_start"]["attainable_gflops_per_s"]])
     result["agreement"] = map_agreement(_make_model("DS", teacher), speed, min(sizes))
     result["seconds"] = time.perf_counter() - started
-    from .provenance import provenance
-
     result["provenance"] = provenance("cpu", teacher=teacher)
     return result
 
@@ -604,17 +600,16 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_profile(result: dict[str, Any], out_dir: Union[str, os.PathLike] = REPO / "results" / "complexity",
+def write_profile(result: dict[str, Any], out_dir: Union[str, os.PathLike] = "results/complexity",
                   name: Optional[str] = None) -> Path:
-    """Write ``<out_dir>/<machine>.json``."""
-    from .provenance import write_json
-
+    """Write ``<out_dir>/<machine>.json`` (relative to the current folder)."""
     path = Path(out_dir) / f"{name or result['machine_name']}.json"
     return write_json(path, result)
 
 
-def load_profiles(folder: Union[str, os.PathLike] = REPO / "results" / "complexity") -> dict[str, dict[str, Any]]:
-    """Every recorded profile JSON in ``folder``, by file stem."""
+def load_profiles(folder: Union[str, os.PathLike, None] = None) -> dict[str, dict[str, Any]]:
+    """Every recorded profile JSON in ``folder`` (default: the recorded ``complexity/`` results), by file stem."""
+    folder = folder if folder is not None else results_path("complexity")
     return {p.stem: json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))}
 
 

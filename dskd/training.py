@@ -1,32 +1,44 @@
-"""Training, Algorithm 1: the students learn the teacher's pyramid on normal images only."""
+"""Training, Algorithm 1: the students learn the teacher's pyramid on normal images only.
+
+:func:`fit` is the one training loop, for every path: one process or DDP ranks (a
+:mod:`strategy <dskd.strategies>`), cached teacher features, resume, callbacks and every speed
+option. :func:`train` is its friendly front; :func:`train_or_load` reuses the run store's finished run.
+"""
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
+import dataclasses
 import os
+import random
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from . import __version__
-from .checkpoint import load_checkpoint, read_checkpoint, restore_optimizer, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, restore_optimizer, save_checkpoint
 from .config import TrainConfig, resolve_device
+from .data import build_dataset
 from .losses import dskd_loss
 from .models import DSKD, Pyramid, teacher_weights_from_name
+from .models.dskd import DSKDOutput
 from .outputs import RunLock
 from .provenance import provenance
+from .runs import RunStore, run_key
+from .strategies import DataParallel, SingleProcess
+
+__all__ = ["TrainOptions", "TrainResult", "TeacherCache", "NonFiniteLossError", "TrainingInterrupted", "fit",
+           "train", "train_or_load", "training_step", "build_model", "dataset_for", "data_description",
+           "seed_everything", "run_key", "cache_dir"]
 
 #: called after every epoch with (epoch, mean loss of the epoch, model)
 Callback = Callable[[int, float, DSKD], None]
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 class NonFiniteLossError(ValueError):
@@ -34,16 +46,46 @@ class NonFiniteLossError(ValueError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`train`; ``checkpoint`` holds the last finished epoch (``None`` if none was saved)."""
+    """Ctrl-C during training; ``checkpoint`` holds the last finished epoch (``None`` if none was saved)."""
 
     def __init__(self, message: str, checkpoint: Optional[Path], epoch: int) -> None:
         super().__init__(message)
         self.checkpoint, self.epoch = checkpoint, epoch
 
 
+@dataclass(frozen=True)
+class TrainOptions:
+    """How a run executes, apart from what it computes (:class:`TrainConfig`): none of these enters the
+    run's name, since each gives the plain path's losses up to rounding.
+
+    * ``cache_teacher``: compute the frozen teacher's pyramid once per training image and reuse it in later
+      epochs (:class:`TeacherCache`); valid because the data sets apply no random augmentation. Ignored for
+      E-D (no teacher).
+    * ``channels_last``: NHWC weights and activations (oneDNN); losses differ from NCHW by rounding.
+    * ``fused_adam``: torch's fused Adam kernel (one pass over all parameters); weights differ by ~1e-8.
+    * ``keep_optimizer_state``: keep Adam's state in the final checkpoint (about 60 % of its size), needed
+      to continue the run; intermediate checkpoints always keep it.
+    * ``checkpoint_every``: also save every N epochs (0: at the end, and the last finished epoch on Ctrl-C).
+    * ``sync_bn``: SyncBatchNorm across DDP ranks (CUDA only).
+    """
+
+    cache_teacher: bool = False
+    channels_last: bool = False
+    fused_adam: bool = False
+    keep_optimizer_state: bool = True
+    checkpoint_every: int = 0
+    sync_bn: bool = False
+
+    def __post_init__(self) -> None:
+        every = self.checkpoint_every
+        if not isinstance(every, int) or isinstance(every, bool) or every < 0:
+            raise ValueError(f"checkpoint_every={every!r} is invalid: expected an integer >= 0 "
+                             f"(0: only the final checkpoint)")
+
+
 @dataclass
 class TrainResult:
-    """What :func:`train` returns: the trained model (eval mode), its loss curve and where it was saved."""
+    """What :func:`fit` returns: the trained model (eval mode), its loss curve and where it was saved."""
 
     model: DSKD
     config: TrainConfig
@@ -51,13 +93,26 @@ class TrainResult:
     seconds: float
     provenance: dict[str, Any]
     checkpoint: Optional[Path] = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: loaded from a finished checkpoint (the run store's, or reproduce's own) instead of trained now
+    cached: bool = False
+    #: hits, misses and bytes of the teacher-feature cache, when it was used
+    teacher_cache: Optional[dict[str, int]] = None
+    #: world size, backend and batch split of a DDP run
+    distributed: Optional[dict[str, Any]] = None
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The typed fields above as the dictionary earlier versions returned (read-only view)."""
+        out: dict[str, Any] = {"cached": self.cached}
+        if self.teacher_cache is not None:
+            out["teacher_cache"] = self.teacher_cache
+        if self.distributed is not None:
+            out["distributed"] = self.distributed
+        return out
 
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) for a reproducible run."""
-    import random
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -65,8 +120,6 @@ def seed_everything(seed: int) -> None:
 
 def dataset_for(cfg: TrainConfig, split: str) -> Dataset:
     """The data set a config names, for ``split`` ('train' or 'test')."""
-    from .data import build_dataset
-
     sizes = {k: v for k, v in (("n_train", cfg.n_train), ("n_test", cfg.n_test)) if v is not None}
     return build_dataset(cfg.dataset, split, category=cfg.category, root=cfg.data_root,
                          image_size=cfg.image_size, seed=cfg.seed, **sizes)
@@ -120,6 +173,9 @@ class TeacherCache:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.levels) if self.levels else 0
 
+    def stats(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses, "bytes": self.nbytes()}
+
     def features(self, teacher: nn.Module, images: Tensor, index: Tensor) -> Pyramid:
         """The teacher's pyramid of ``images`` (items ``index`` of the training set)."""
         index = torch.as_tensor(index).cpu()
@@ -141,41 +197,22 @@ class TeacherCache:
         return feats
 
 
-class _FixedTeacher(nn.Module):
-    """Stands in for the teacher for one forward pass, returning the features it was given."""
-
-    def __init__(self, feats: Pyramid) -> None:
-        super().__init__()
-        self.feats = feats
-
-    def forward(self, x: Tensor) -> Pyramid:
-        return self.feats
-
-
-@contextmanager
-def _teacher_features(model: DSKD, feats: Pyramid) -> Iterator[None]:
-    """Run ``model`` with its teacher replaced by ``feats`` (DSKD.forward itself is unchanged)."""
-    teacher = model._modules["teacher"]
-    model._modules["teacher"] = _FixedTeacher(feats)
-    try:
-        yield
-    finally:
-        model._modules["teacher"] = teacher
-
-
 def training_step(model: DSKD, optimizer: torch.optim.Optimizer, images: Tensor, cfg: TrainConfig,
-                  teacher_feats: Optional[Pyramid] = None) -> Tensor:
+                  teacher_features: Optional[Pyramid] = None,
+                  students: Optional[Callable[..., tuple]] = None, check_finite: bool = True) -> Tensor:
     """One step of Algorithm 1: forward, loss (Eq. 7), backward, Adam. Returns the detached loss.
 
-    ``teacher_feats``: the teacher's pyramid of ``images`` when it is already known (cache).
+    ``teacher_features``: the teacher's pyramid of ``images`` when it is already known (cache);
+    ``students``: the students as the strategy runs them (wrapped in DDP), default ``model.students``;
+    ``check_finite``: raise :class:`NonFiniteLossError` before a NaN step (off under DDP, whose ranks
+    must agree: the loop checks the all-reduced epoch loss there).
     """
-    if teacher_feats is not None:
-        with _teacher_features(model, teacher_feats):
-            out = model(images)
-    else:
-        out = model(images)
-    loss = dskd_loss(model.loss_pairs(out), cfg.lam, cfg.normalization, cfg.loss_form)
-    if not torch.isfinite(loss):  # before backward: a NaN step must not reach the weights or Adam's moments
+    t = teacher_features
+    if t is None and model.teacher is not None:
+        t = model.teacher(images)
+    e, d = (students or model.students)(images, t)
+    loss = dskd_loss(model.loss_pairs(DSKDOutput(t, e, d)), cfg.lam, cfg.normalization, cfg.loss_form)
+    if check_finite and not torch.isfinite(loss):  # before backward: a NaN step must not reach the weights or Adam's moments
         raise NonFiniteLossError(f"the loss became {float(loss.detach())}")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -183,216 +220,221 @@ def training_step(model: DSKD, optimizer: torch.optim.Optimizer, images: Tensor,
     return loss.detach()
 
 
-def train(
+def _read_resume(resume: PathLike, cfg: TrainConfig) -> dict[str, Any]:
+    payload = read_checkpoint(resume)
+    saved = TrainConfig.from_dict(payload["config"])
+    if saved.replace(epochs=cfg.epochs, device=cfg.device) != cfg:
+        raise ValueError(f"cannot resume {resume}: its config differs from this one beyond 'epochs'/'device'")
+    if int(payload["epoch"]) > cfg.epochs:
+        raise ValueError(f"cannot resume {str(resume)!r} with epochs={cfg.epochs}: it has already trained "
+                         f"{payload['epoch']} epochs; ask for at least {payload['epoch']} (a checkpoint is never "
+                         f"relabelled with fewer epochs than its weights have seen)")
+    return payload
+
+
+def fit(
     cfg: TrainConfig,
     *,
-    out_dir: Union[str, os.PathLike, None] = None,
-    resume: Union[str, os.PathLike, None] = None,
+    out_dir: Optional[PathLike] = None,
+    resume: Optional[PathLike] = None,
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
     train_set: Optional[Dataset] = None,
-    checkpoint_every: int = 0,
-    ddp: bool = False,
-    cache_teacher: bool = False,
-    channels_last: bool = False,
-    fused_adam: bool = False,
-    keep_optimizer_state: bool = True,
+    options: TrainOptions = TrainOptions(),
+    strategy: Union[SingleProcess, None] = None,
 ) -> TrainResult:
-    """Algorithm 1: train S_e and S_d (or a structure's students) with Adam for ``cfg.epochs`` epochs.
+    """Algorithm 1: train the students of ``cfg.structure`` with Adam for ``cfg.epochs`` epochs.
 
-    Writes ``out_dir/checkpoint.pt`` at the end (and every ``checkpoint_every`` epochs when > 0).
-    ``keep_optimizer_state=False`` leaves Adam's state out of the final checkpoint (about 60% of its
-    size): the model can be scored but not continued. Intermediate checkpoints always keep it.
-    ``resume`` continues from a checkpoint of the same config (``epochs`` may be larger). Batches are
-    shuffled with a generator seeded by (seed, epoch), so a resumed run equals an uninterrupted one.
-    ``ddp=True`` (in a process started by torchrun) trains with DistributedDataParallel:
-    :func:`dskd.distributed.train_ddp`.
-
-    Speed options (they do not enter the config):
-
-    * ``cache_teacher``: compute the frozen teacher's pyramid once per training image and reuse it in
-      later epochs (:class:`TeacherCache`). Valid because the data sets apply no random augmentation;
-      the losses equal the uncached run's (bitwise when the teacher's kernels do not depend on the
-      batch size). Needs memory for every image's pyramid. Ignored for E-D (no teacher).
-    * ``channels_last``: NHWC weights and activations (oneDNN); losses differ from NCHW by rounding.
-    * ``fused_adam``: torch's fused Adam kernel (one pass over all parameters; several times faster on a
-      CPU than the default per-tensor loop); weights differ from the default by rounding (~1e-8).
+    Writes ``out_dir/checkpoint.pt`` at the end (and every ``options.checkpoint_every`` epochs); the
+    folder is created, test-written and locked before any work. ``resume`` continues a checkpoint of the
+    same config (``epochs`` may be larger). Ctrl-C saves the last finished epoch and raises
+    :class:`TrainingInterrupted`; a non-finite loss keeps it too and raises :class:`NonFiniteLossError`.
+    ``strategy``: :class:`~dskd.strategies.SingleProcess` (default) or
+    :class:`~dskd.strategies.DataParallel` (under torchrun).
     """
-    if not isinstance(checkpoint_every, int) or isinstance(checkpoint_every, bool) or checkpoint_every < 0:
-        raise ValueError(f"checkpoint_every={checkpoint_every!r} is invalid: expected an integer >= 0 "
-                         f"(0: only the final checkpoint)")
-    if ddp:
-        from .distributed import train_ddp
-
-        return train_ddp(cfg, out_dir=out_dir, resume=resume, callbacks=callbacks, progress=progress,
-                         train_set=train_set, checkpoint_every=checkpoint_every)
-    device = resolve_device(cfg.device)
-    payload = read_checkpoint(resume) if resume is not None else None
-    if payload is not None:
-        saved = TrainConfig.from_dict(payload["config"])
-        if saved.replace(epochs=cfg.epochs, device=cfg.device) != cfg:
-            raise ValueError(f"cannot resume {resume}: its config differs from this one beyond 'epochs'/'device'")
-        if int(payload["epoch"]) > cfg.epochs:
-            raise ValueError(f"cannot resume {str(resume)!r} with epochs={cfg.epochs}: it has already trained "
-                             f"{payload['epoch']} epochs; ask for at least {payload['epoch']} (a checkpoint is never "
-                             f"relabelled with fewer epochs than its weights have seen)")
+    strategy = strategy or SingleProcess.for_config(cfg)
+    payload = _read_resume(resume, cfg) if resume is not None else None
     # the output folder is created, test-written and locked before any data is read or any step is taken
-    lock = RunLock(out_dir).acquire() if out_dir is not None else None
+    lock = RunLock(out_dir).acquire() if out_dir is not None and strategy.is_main else None
     try:
-        return _train(cfg, device, payload, resume, lock, callbacks=callbacks, progress=progress,
-                      train_set=train_set, checkpoint_every=checkpoint_every, cache_teacher=cache_teacher,
-                      channels_last=channels_last, fused_adam=fused_adam,
-                      keep_optimizer_state=keep_optimizer_state)
+        return _loop(cfg, strategy, options, payload, resume, lock, Path(out_dir) if out_dir is not None else None,
+                     callbacks=callbacks, progress=progress, train_set=train_set)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _train(cfg: TrainConfig, device: torch.device, payload: Optional[dict[str, Any]],
-           resume: Union[str, os.PathLike, None], lock: Optional[RunLock], *, callbacks: Sequence[Callback],
-           progress: bool, train_set: Optional[Dataset], checkpoint_every: int, cache_teacher: bool,
-           channels_last: bool, fused_adam: bool, keep_optimizer_state: bool) -> TrainResult:
-    model = build_model(cfg).to(device)
-    if channels_last:
+class _Snapshot:
+    """The weights and Adam's state at the end of the last finished epoch: what Ctrl-C or a diverging loss
+    saves, so the run resumes exactly (kept only where a checkpoint is written)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.epoch = 0
+        self.state: Optional[tuple[dict[str, Any], dict[str, Any]]] = None
+
+    def take(self, epoch: int, model: DSKD, optimizer: torch.optim.Optimizer) -> None:
+        if self.enabled:
+            self.epoch = epoch
+            self.state = ({k: v.detach().clone() for k, v in model.state_dict().items()},
+                          copy.deepcopy(optimizer.state_dict()))
+
+
+def _loop(cfg: TrainConfig, strategy: SingleProcess, options: TrainOptions, payload: Optional[dict[str, Any]],
+          resume: Optional[PathLike], lock: Optional[RunLock], out_dir: Optional[Path], *,
+          callbacks: Sequence[Callback], progress: bool, train_set: Optional[Dataset]) -> TrainResult:
+    model = strategy.build(lambda: build_model(cfg))
+    if options.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.student_parameters(), lr=cfg.lr, betas=cfg.betas,
-                                 **({"fused": True} if fused_adam else {}))
+                                 **({"fused": True} if options.fused_adam else {}))
     history: list[float] = []
     start_epoch = 0
     if payload is not None:
         model.load_state_dict(payload["model"])
         if model.teacher is not None:
             model.teacher.weights_description = payload["teacher"]
-        restore_optimizer(optimizer, payload, resume, cfg.epochs)
+        restore_optimizer(optimizer, payload, resume, cfg.epochs)  # type: ignore[arg-type]
         history, start_epoch = list(payload["history"]), int(payload["epoch"])
+    students = strategy.wrap(model)
 
     train_set = train_set if train_set is not None else dataset_for(cfg, "train")
-    if len(train_set) == 0:
+    if len(train_set) == 0:  # type: ignore[arg-type]
         raise ValueError(f"the training split of {data_description(cfg)} is empty")
-    cache = TeacherCache(len(train_set)) if cache_teacher and model.teacher is not None else None
-    generator = torch.Generator()
-    loader = DataLoader(_Indexed(train_set) if cache is not None else train_set, batch_size=cfg.batch_size, shuffle=True, generator=generator,
-                        num_workers=cfg.num_workers, drop_last=len(train_set) % cfg.batch_size == 1,
-                        pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0)
-    record = provenance(device, teacher=model.teacher_description, data=data_description(cfg),
-                        split="train", n_train=len(train_set), seed=cfg.seed, epochs=cfg.epochs)
-    out_path = lock.folder / "checkpoint.pt" if lock is not None else None
-    # the weights and Adam's state at the end of the last finished epoch: what Ctrl-C or a diverging loss
-    # saves, so that the run can be resumed exactly (kept only when there is a folder to save into)
-    snapshot: Optional[tuple[int, dict[str, Any], dict[str, Any]]] = None
-
-    def take_snapshot(epoch: int) -> None:
-        nonlocal snapshot
-        if out_path is not None:
-            snapshot = (epoch, {k: v.detach().clone() for k, v in model.state_dict().items()},
-                        copy.deepcopy(optimizer.state_dict()))
+    cache = TeacherCache(len(train_set)) if options.cache_teacher and model.teacher is not None else None  # type: ignore[arg-type]
+    loader = strategy.loader(_Indexed(train_set) if cache is not None else train_set, cfg)
+    record = provenance(strategy.device, teacher=model.teacher_description, data=data_description(cfg),
+                        split="train", n_train=len(train_set), seed=cfg.seed, epochs=cfg.epochs,  # type: ignore[arg-type]
+                        **({"distributed": strategy.record()} if strategy.record() else {}))
+    out_path = out_dir / "checkpoint.pt" if out_dir is not None else None
+    writes = out_path is not None and strategy.is_main
+    snapshot = _Snapshot(writes)
 
     def save(epoch: int, final: bool = False) -> None:
-        if out_path is not None:
-            save_checkpoint(out_path, model, cfg, epoch=epoch, history=history, provenance=record,
-                            optimizer=None if final and not keep_optimizer_state else optimizer)
+        if writes:
+            save_checkpoint(out_path, model, cfg, epoch=epoch, history=history, provenance=record,  # type: ignore[arg-type]
+                            optimizer=None if final and not options.keep_optimizer_state else optimizer)
+        strategy.barrier()
 
     def save_snapshot() -> Optional[Path]:
-        if snapshot is None or out_path is None:
+        if snapshot.state is None or out_path is None:
             return None
-        epoch, model_state, optimizer_state = snapshot
-        if out_path.is_file() and int(read_checkpoint(out_path)["epoch"]) == epoch:
+        if out_path.is_file() and int(read_checkpoint(out_path)["epoch"]) == snapshot.epoch:
             return out_path  # already saved by checkpoint_every
-        save_checkpoint(out_path, model, cfg, epoch=epoch, history=history[:epoch], provenance=record,
-                        model_state=model_state, optimizer_state=optimizer_state)
+        save_checkpoint(out_path, model, cfg, epoch=snapshot.epoch, history=history[:snapshot.epoch],
+                        provenance=record, model_state=snapshot.state[0], optimizer_state=snapshot.state[1])
         return out_path
 
+    def diverged(message: str, epoch: int, where: str) -> NonFiniteLossError:
+        kept = save_snapshot()
+        saved = f"the checkpoint of epoch {snapshot.epoch} is kept in {kept}" if kept else "no checkpoint was written"
+        return NonFiniteLossError(f"training stopped: {message} in epoch {epoch + 1}{where}; {saved}. "
+                                  f"Try a smaller learning rate (lr={cfg.lr:g})")
+
     if start_epoch > 0:
-        take_snapshot(start_epoch)
+        snapshot.take(start_epoch, model, optimizer)
     started = time.perf_counter()
-    bar = tqdm(range(start_epoch, cfg.epochs), desc=f"train {cfg.structure} [{model.teacher_description}]",
-               disable=not progress, unit="epoch")
+    title = f"train {cfg.structure}" + (f" DDP x{strategy.world_size}" if strategy.world_size > 1 else "")
+    bar = tqdm(range(start_epoch, cfg.epochs), desc=f"{title} [{model.teacher_description}]",
+               disable=not (progress and strategy.is_main), unit="epoch")
     epoch = start_epoch
     try:
         for epoch in bar:
             model.train()
-            generator.manual_seed(cfg.seed * 1_000_003 + epoch)
+            strategy.begin_epoch(epoch, cfg)
             total, count = 0.0, 0
             for step, batch in enumerate(loader):
-                images = batch["image"].to(device, non_blocking=True)
-                if channels_last:
+                images = batch["image"].to(strategy.device, non_blocking=True)
+                if options.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 feats = cache.features(model.teacher, images, batch["_index"]) if cache is not None else None
                 try:
-                    loss = training_step(model, optimizer, images, cfg, feats)
+                    loss = training_step(model, optimizer, images, cfg, feats, students,
+                                         check_finite=strategy.checks_every_step)
                 except NonFiniteLossError as err:
-                    kept = save_snapshot()
-                    where = (f"the checkpoint of epoch {snapshot[0]} is kept in {kept}" if kept is not None and snapshot
-                             else "no checkpoint was written")
-                    raise NonFiniteLossError(
-                        f"training stopped: {err} in epoch {epoch + 1} (batch {step + 1}); {where}. "
-                        f"Try a smaller learning rate (lr={cfg.lr:g})") from None
+                    raise diverged(str(err), epoch, f" (batch {step + 1})") from None
                 total += float(loss) * images.shape[0]
                 count += images.shape[0]
-            history.append(total / count)
+            history.append(strategy.mean_loss(total, count))
+            if not np.isfinite(history[-1]):  # DDP: every rank sees the same all-reduced loss
+                history.pop()
+                raise diverged(f"the mean loss became {total / max(count, 1)}", epoch, "")
+            strategy.end_epoch(model)
             bar.set_postfix(loss=f"{history[-1]:.4f}")
-            take_snapshot(epoch + 1)
-            for cb in callbacks:
-                cb(epoch + 1, history[-1], model)
-            if checkpoint_every and (epoch + 1) % checkpoint_every == 0:
+            snapshot.take(epoch + 1, model, optimizer)
+            if strategy.is_main:
+                for cb in callbacks:
+                    cb(epoch + 1, history[-1], model)
+            if options.checkpoint_every and (epoch + 1) % options.checkpoint_every == 0:
                 save(epoch + 1)
     except KeyboardInterrupt:
         bar.close()
         kept = save_snapshot()
-        done = snapshot[0] if snapshot is not None else 0
         raise TrainingInterrupted(
-            f"training interrupted in epoch {epoch + 1}; " + (f"epoch {done} is saved in {kept}" if kept is not None
-                                                              else "no finished epoch was saved"),
-            kept, done) from None
+            f"training interrupted in epoch {epoch + 1}; " + (f"epoch {snapshot.epoch} is saved in {kept}"
+                                                              if kept is not None else "no finished epoch was saved"),
+            kept, snapshot.epoch) from None
     seconds = time.perf_counter() - started
     record["train_seconds"] = round(seconds, 2)
-    if channels_last:
+    if options.channels_last:
         model = model.to(memory_format=torch.contiguous_format)
     save(cfg.epochs, final=True)
     model.eval()
-    extra: dict[str, Any] = {}
-    if cache is not None:
-        extra["teacher_cache"] = {"hits": cache.hits, "misses": cache.misses, "bytes": cache.nbytes()}
-    return TrainResult(model, cfg, history, seconds, record, out_path, extra)
+    return TrainResult(model, cfg, history, seconds, record, out_path,
+                       teacher_cache=cache.stats() if cache is not None else None, distributed=strategy.record())
+
+
+def train(cfg: TrainConfig, *, ddp: bool = False, **keywords: Any) -> TrainResult:
+    """Algorithm 1 (:func:`fit`) with its options as keywords: ``train(cfg, out_dir=..., cache_teacher=True)``.
+
+    ``keywords`` are :func:`fit`'s (``out_dir``, ``resume``, ``callbacks``, ``progress``, ``train_set``) and
+    :class:`TrainOptions`' fields (``checkpoint_every``, ``cache_teacher``, ``channels_last``,
+    ``fused_adam``, ``keep_optimizer_state``, ``sync_bn``). ``ddp=True`` (in a process started by torchrun)
+    trains one model over all ranks (:class:`~dskd.strategies.DataParallel`); every option applies there
+    too. Batches are shuffled with a generator seeded by (seed, epoch), so a resumed run equals an
+    uninterrupted one.
+    """
+    names = {f.name for f in dataclasses.fields(TrainOptions)}
+    options = TrainOptions(**{k: keywords.pop(k) for k in list(keywords) if k in names})
+    strategy = DataParallel(cfg, sync_bn=options.sync_bn) if ddp else SingleProcess.for_config(cfg)
+    return fit(cfg, options=options, strategy=strategy, **keywords)
 
 
 def cache_dir() -> Path:
-    """Where :func:`train_or_load` keeps checkpoints: ``$DSKD_CACHE`` or ``~/.cache/dskd``."""
-    return Path(os.environ.get("DSKD_CACHE", Path.home() / ".cache" / "dskd"))
+    """The run store's folder (:func:`dskd.runs.store_root`): ``$DSKD_CACHE`` or ``~/.cache/dskd``."""
+    return RunStore().root
 
 
-def run_key(cfg: TrainConfig) -> str:
-    """A short hash of a config, the package version and, for teachers loaded from a file, that file's
-    checksum: one folder per distinct run (new offline weights never reuse models distilled from old ones)."""
-    payload: dict[str, Any] = {"config": cfg.to_dict(), "dskd": __version__}
-    weights = teacher_weights_from_name(cfg.teacher)
-    if isinstance(weights, (str, os.PathLike)):
-        from .models.teacher import OFFLINE_TEACHER_PATH, file_sha256
+#: how train_or_load trains: the teacher's features once per image (the data sets do not augment) and a
+#: fused Adam; losses equal the plain path's up to rounding. Its models are only loaded and scored, never
+#: continued, so Adam's state is not kept (a chapter's ablations store dozens of runs).
+STORE_OPTIONS = TrainOptions(cache_teacher=True, keep_optimizer_state=False)
 
-        path = OFFLINE_TEACHER_PATH if weights == "offline-pretrained" else Path(weights)
-        payload["teacher_sha256"] = file_sha256(path, 64) if path.is_file() else "missing"
-    text = json.dumps(payload, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+def load_finished(path: Path, cfg: TrainConfig) -> TrainResult:
+    """A :class:`TrainResult` for a finished checkpoint, on ``cfg``'s device."""
+    model, _, payload = load_checkpoint(path)
+    prov = payload["provenance"]
+    return TrainResult(model.to(resolve_device(cfg.device)), cfg, list(payload["history"]),
+                       float(prov.get("train_seconds", 0.0)), prov, path, cached=True)
 
 
 def train_or_load(cfg: TrainConfig, *, progress: bool = True, callbacks: Sequence[Callback] = ()) -> TrainResult:
-    """Load the checkpoint of an identical earlier run from :func:`cache_dir`, or train and save one.
+    """Load the run store's finished run of ``cfg`` (:mod:`dskd.runs`), or train one and keep it there.
 
     Chapters that need a trained model call this, so a reader (or the test suite) running the
     chapters in order trains each quick model once.
     """
-    folder = cache_dir() / run_key(cfg)
-    path = folder / "checkpoint.pt"
-    if path.is_file():
-        model, _, payload = load_checkpoint(path)
-        prov = payload["provenance"]
-        return TrainResult(model.to(resolve_device(cfg.device)), cfg, list(payload["history"]),
-                           float(prov.get("train_seconds", 0.0)), prov, path, {"cached": True})
-    # speed options only (not in the config): the teacher's features are computed once per image (the
-    # data sets do not augment) and Adam runs fused; losses equal the plain path's up to rounding. The
-    # cache's models are only loaded and scored, never continued, so Adam's state is not kept (a
-    # chapter's ablations cache dozens of runs).
-    result = train(cfg, out_dir=folder, progress=progress, callbacks=callbacks, cache_teacher=True,
-                   fused_adam=resolve_device(cfg.device).type in ("cpu", "cuda"), keep_optimizer_state=False)
-    result.extra["cached"] = False
-    return result
+    store = RunStore()
+    if (finished := store.finished(cfg)) is not None:
+        return load_finished(finished, cfg)
+    fused = resolve_device(cfg.device).type in ("cpu", "cuda")
+    options = TrainOptions(cache_teacher=STORE_OPTIONS.cache_teacher, fused_adam=fused,
+                           keep_optimizer_state=STORE_OPTIONS.keep_optimizer_state)
+    partial = store.checkpoint(cfg)  # an interrupted run (Ctrl-C keeps its last finished epoch): continue it
+    try:
+        resume = partial if partial.is_file() and read_checkpoint(partial)["optimizer"] is not None else None
+    except CheckpointError:
+        resume = None  # a damaged leftover: train again (the new checkpoint replaces it)
+    return fit(cfg, out_dir=store.folder(cfg), resume=resume, progress=progress, callbacks=callbacks,
+               options=options)

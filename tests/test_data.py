@@ -419,8 +419,7 @@ def test_data_root_and_find_magnetic_tile_root(tmp_path, monkeypatch, data_fake_
     monkeypatch.setenv("DSKD_DATA", str(data_fake_mt_root.parent))
     assert find_magnetic_tile_root() == data_fake_mt_root
     monkeypatch.setenv("DSKD_DATA", str(tmp_path / "empty"))
-    shared = Path(D.__file__).resolve().parents[2].parent / "shared" / "data" / "magnetic-tile"
-    assert find_magnetic_tile_root() == (shared if shared.is_dir() else None)
+    assert find_magnetic_tile_root() is None  # the package looks nowhere else (no project folder is hard-coded)
 
 
 # ----------------------------------------------------------------------------- download

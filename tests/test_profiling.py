@@ -7,9 +7,9 @@ from torch import nn
 
 from dskd.cli import main
 from dskd.config import TrainConfig
-from dskd.evaluation import (
-    MAP_TOLERANCE, SpeedOptions, WinogradConv2d, fold_batchnorm, optimize_for_inference, predict,
-    winograd_available,
+from dskd.evaluation import predict
+from dskd.speed import (
+    MAP_TOLERANCE, SpeedOptions, WinogradConv2d, fold_batchnorm, optimize_for_inference, winograd_available,
 )
 from dskd.models import DSKD
 from dskd.profiling import (
@@ -189,7 +189,7 @@ def test_optimised_and_plain_inference_give_the_same_maps(name):
 @pytest.fixture
 def count_nnpack_calls(monkeypatch):
     """Count the calls of the NNPACK op that WinogradConv2d makes (eager mode)."""
-    import dskd.evaluation as ev
+    import dskd.speed as ev
 
     calls = []
     op = ev.nnpack_conv3x3
@@ -234,7 +234,7 @@ def test_nnpack_op_works_in_a_fresh_process():
     import sys
 
     code = ("import torch\n"
-            "from dskd.evaluation import nnpack_conv3x3, winograd_available\n"
+            "from dskd.speed import nnpack_conv3x3, winograd_available\n"
             "x, w = torch.randn(1, 2, 8, 8), torch.randn(3, 2, 3, 3)\n"
             "try:\n"
             "    y = nnpack_conv3x3(x, w, None, [1, 1])\n"

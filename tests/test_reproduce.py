@@ -136,7 +136,7 @@ def test_mvtec_missing_without_download(tmp_path):
 
 
 def test_missing_mvtec_categories_are_downloaded(tmp_path, monkeypatch):
-    import dskd.data
+    import dskd.reproduce.jobs
     from dskd.reproduce import ensure_data
 
     fetched = []
@@ -145,7 +145,7 @@ def test_missing_mvtec_categories_are_downloaded(tmp_path, monkeypatch):
         fetched.append(category)
         return make_mvtec(Path(root), (category,))
 
-    monkeypatch.setattr(dskd.data, "download_mvtec", fake_download)
+    monkeypatch.setattr(dskd.reproduce.jobs, "download_mvtec", fake_download)
     make_mvtec(tmp_path / "mvtec_ad", ("bottle",))
     assert ensure_data("mvtec", ["bottle", "screw"], tmp_path / "mvtec_ad") == tmp_path / "mvtec_ad"
     assert fetched == ["screw"] and (tmp_path / "mvtec_ad" / "screw" / "train" / "good").is_dir()

@@ -74,16 +74,9 @@ def data_root() -> Path:
 
 
 def find_magnetic_tile_root() -> Optional[Path]:
-    """First existing MT Defects folder among ``data_root()/magnetic-tile`` and the
-    project's shared copy ``<repo>/../shared/data/magnetic-tile``; ``None`` if neither."""
-    candidates = [
-        data_root() / "magnetic-tile",
-        Path(__file__).resolve().parents[2].parent / "shared" / "data" / "magnetic-tile",
-    ]
-    for c in candidates:
-        if c.is_dir():
-            return c
-    return None
+    """``data_root()/magnetic-tile`` if that folder exists, else ``None``."""
+    root = data_root() / "magnetic-tile"
+    return root if root.is_dir() else None
 
 
 def build_dataset(
@@ -101,8 +94,7 @@ def build_dataset(
 
     * ``"synthetic"``: ``category`` in :data:`SYNTHETIC_CATEGORIES` (default "stripes");
       extra ``kwargs`` (``n_train``, ``n_test``, ``cache``) go to :class:`SyntheticDefects`.
-    * ``"mt-defects"``: ``root`` defaults to ``data_root()/"magnetic-tile"`` (falling back
-      to :func:`find_magnetic_tile_root` when that is missing); ``seed`` picks the split.
+    * ``"mt-defects"``: ``root`` defaults to ``data_root()/"magnetic-tile"``; ``seed`` picks the split.
     * ``"mvtec"``: ``category`` required; ``root`` defaults to ``data_root()/"mvtec_ad"``.
     * ``"mvtec3d"``: ``category`` required; ``root`` defaults to ``data_root()/"mvtec_3d"``.
 
@@ -116,8 +108,6 @@ def build_dataset(
     if name == "mt-defects":
         if root is None:
             root = data_root() / "magnetic-tile"
-            if not Path(root).is_dir():
-                root = find_magnetic_tile_root() or root
         return MagneticTile(root, split, image_size=size, seed=seed, **kwargs)
     if name == "mvtec":
         if category is None:

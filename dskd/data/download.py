@@ -16,11 +16,12 @@ import zipfile
 from pathlib import Path
 from typing import Optional, Union
 
+from ..checksums import file_checksum
 from .errors import DatasetError
 
 __all__ = ["download_and_extract", "parse_checksum", "file_checksum"]
 
-_CHUNK = 1 << 20
+_CHUNK = 1 << 20  # download chunk
 
 
 def parse_checksum(checksum: str) -> tuple[str, str]:
@@ -37,14 +38,6 @@ def parse_checksum(checksum: str) -> tuple[str, str]:
     if algo not in hashlib.algorithms_available or not digest or any(c not in "0123456789abcdef" for c in digest):
         raise ValueError(f"cannot understand checksum {checksum!r}; use 'sha256:<hex>' or 'md5:<hex>'")
     return algo, digest
-
-
-def file_checksum(path: Union[str, "os.PathLike[str]"], algo: str = "sha256") -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _safe_extract_tar(tf: tarfile.TarFile, dest: Path) -> None:

@@ -36,7 +36,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from .errors import DatasetError
-from .transforms import load_image_and_mask
+from .transforms import load_item
 
 __all__ = ["MagneticTile", "MT_FOLDERS", "MT_DEFECT_TYPES", "MT_LAYOUT", "MT_TRAIN_FRACTION"]
 
@@ -148,14 +148,7 @@ class MagneticTile(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         path, dtype = self.samples[index]
-        image, mask = load_image_and_mask(path, self.mask_path(index), self.image_size, normalized=True)
-        return {
-            "image": image,
-            "mask": mask,
-            "label": 0 if dtype == "good" else 1,
-            "defect_type": dtype,
-            "path": str(path),
-        }
+        return load_item(path, self.mask_path(index), dtype, self.image_size)
 
     def __repr__(self) -> str:
         return f"MagneticTile(root={str(self.root)!r}, split={self.split!r}, n={len(self)}, image_size={self.image_size})"

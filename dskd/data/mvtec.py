@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from .download import download_and_extract
 from .errors import DatasetError
-from .transforms import load_image_and_mask
+from .transforms import load_item
 
 __all__ = [
     "MVTEC_CATEGORIES",
@@ -122,14 +122,7 @@ class _FileDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         path, mask_path, dtype = self.samples[index]
-        image, mask = load_image_and_mask(path, mask_path, self.image_size, normalized=True)
-        return {
-            "image": image,
-            "mask": mask,
-            "label": 0 if dtype == "good" else 1,
-            "defect_type": dtype,
-            "path": str(path),
-        }
+        return load_item(path, mask_path, dtype, self.image_size)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, split={self.split!r}, n={len(self)}, image_size={self.image_size})"
@@ -230,7 +223,7 @@ class MVTecAD(_FileDataset):
         self.samples = samples
 
 
-def _mvtec3d_help(root: Path, category: str) -> str:
+def mvtec3d_help(root: Path, category: str) -> str:
     return (
         "MVTec 3D-AD cannot be downloaded automatically: its licence terms (CC BY-NC-SA 4.0) are "
         f"accepted on the download form at {MVTEC3D_URL}. Download mvtec_3d_anomaly_detection.tar.xz "
@@ -274,8 +267,8 @@ class MVTec3DRGB(_FileDataset):
         self.image_size = int(image_size)
         self.name = f"mvtec3d/{category}"
         base = self.root / category
-        if not base.is_dir():  # download=True cannot help here: see _mvtec3d_help
-            raise DatasetError(f"MVTec 3D-AD category folder not found: {base}\n" + _mvtec3d_help(self.root, category))
+        if not base.is_dir():  # download=True cannot help here: see mvtec3d_help
+            raise DatasetError(f"MVTec 3D-AD category folder not found: {base}\n" + mvtec3d_help(self.root, category))
         self.defect_types = [d for d in _subdirs(base / "test") if d != "good"]
 
         folder = base / split
@@ -292,6 +285,6 @@ class MVTec3DRGB(_FileDataset):
         if not samples:
             raise DatasetError(
                 f"MVTec 3D-AD split {split!r} of {category!r} is empty: no images in {folder}/<type>/rgb/\n"
-                + _mvtec3d_help(self.root, category)
+                + mvtec3d_help(self.root, category)
             )
         self.samples = samples

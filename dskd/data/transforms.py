@@ -28,6 +28,7 @@ __all__ = [
     "load_mask",
     "load_image_and_mask",
     "image_size_of",
+    "load_item",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -229,3 +230,10 @@ def load_image_and_mask(
             f"but mask {mask_path} is {mk.size[0]}x{mk.size[1]}"
         )
     return _image_to_tensor(im, image_size, normalized), _mask_to_tensor(mk, image_size, mask_path)
+
+
+def load_item(image_path: PathLike, mask_path: PathLike | None, defect_type: str, image_size: int) -> dict:
+    """One data set item (the dict every data set yields) from an image file and its mask (``None``: normal)."""
+    image, mask = load_image_and_mask(image_path, mask_path, image_size, normalized=True)
+    return {"image": image, "mask": mask, "label": 0 if defect_type == "good" else 1, "defect_type": defect_type,
+            "path": str(image_path)}

@@ -1,7 +1,7 @@
 """The DSKD model and the three other structures of the architecture ablation (Sec. 4.3.1)."""
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 from torch import Tensor, nn
 
@@ -41,6 +41,38 @@ class DSKDOutput(NamedTuple):
     decoder: Optional[Pyramid]
 
 
+#: how the students' weights were named before they became one module (read for old checkpoints)
+_STUDENT_NETWORKS = ("encoder.", "embedding.", "decoder.")
+
+
+class Students(nn.Module):
+    """The trainable networks of a structure (S_e, the embedding, S_d) and the one routing between them.
+
+    ``forward(x, teacher_features)`` returns ``(encoder pyramid, decoder pyramid)`` (``None`` where the
+    structure has no such network). The frozen teacher's pyramid comes in as an argument, so training
+    can pass features it computed once (a cache) and DistributedDataParallel can wrap the students only.
+    """
+
+    def __init__(self, structure: str, use_dfe: bool = True) -> None:
+        super().__init__()
+        self.structure = structure
+        uses = {name for pair in LOSS_PAIRS[structure] for name in pair}
+        self.encoder: Optional[StudentEncoder] = StudentEncoder() if "encoder" in uses else None
+        if "decoder" in uses:
+            self.embedding: Optional[nn.Module] = DeepFeatureEmbedding() if use_dfe else LastLayerEmbedding()
+            self.decoder: Optional[StudentDecoder] = StudentDecoder()
+        else:
+            self.embedding, self.decoder = None, None
+
+    def forward(self, x: Tensor, teacher_features: Optional[Pyramid]) -> tuple[Optional[Pyramid], Optional[Pyramid]]:
+        e = self.encoder(x) if self.encoder is not None else None
+        d = None
+        if self.decoder is not None:
+            source = teacher_features if self.structure == "T-D" else e  # T-D embeds the teacher's pyramid
+            d = self.decoder(self.embedding(source))
+        return e, d
+
+
 class DSKD(nn.Module):
     """Dual-student knowledge distillation (Fig. 3) and its ablation structures (Fig. 8).
 
@@ -54,7 +86,8 @@ class DSKD(nn.Module):
     * ``"E-D"``: S_e -> DFE -> S_d with no teacher: S_d learns to reproduce S_e's pyramid from its
       embedding, both trained; loss between S_e and S_d; inference S_e vs S_d.
 
-    ``use_dfe=False`` replaces the DFE with :class:`LastLayerEmbedding` (Table 8).
+    ``use_dfe=False`` replaces the DFE with :class:`LastLayerEmbedding` (Table 8). The model holds the
+    frozen ``teacher`` (``None`` for E-D) and the trainable :class:`Students`.
     """
 
     def __init__(
@@ -70,24 +103,32 @@ class DSKD(nn.Module):
         self.use_dfe = use_dfe
         uses = {name for pair in LOSS_PAIRS[structure] for name in pair}
         self.teacher = TeacherPyramid(teacher_weights) if "teacher" in uses else None
-        self.encoder = StudentEncoder() if "encoder" in uses else None
-        if "decoder" in uses:
-            self.embedding: Optional[nn.Module] = DeepFeatureEmbedding() if use_dfe else LastLayerEmbedding()
-            self.decoder: Optional[StudentDecoder] = StudentDecoder()
-        else:
-            self.embedding, self.decoder = None, None
+        self.students = Students(structure, use_dfe)
+
+    # the students' networks by name, as the chapters and the paper call them
+    @property
+    def encoder(self) -> Optional[StudentEncoder]:
+        return self.students.encoder
+
+    @property
+    def embedding(self) -> Optional[nn.Module]:
+        return self.students.embedding
+
+    @property
+    def decoder(self) -> Optional[StudentDecoder]:
+        return self.students.decoder
 
     @property
     def teacher_description(self) -> str:
         return self.teacher.weights_description if self.teacher is not None else "none (E-D has no teacher)"
 
-    def forward(self, x: Tensor) -> DSKDOutput:
-        t = self.teacher(x) if self.teacher is not None else None
-        e = self.encoder(x) if self.encoder is not None else None
-        d = None
-        if self.decoder is not None:
-            source = t if self.structure == "T-D" else e
-            d = self.decoder(self.embedding(source))
+    def forward(self, x: Tensor, teacher_features: Optional[Pyramid] = None) -> DSKDOutput:
+        """All pyramids of the structure. ``teacher_features``: the teacher's pyramid of ``x`` when it is
+        already known (computed once and cached: the teacher is frozen), else it is computed here."""
+        t = teacher_features
+        if t is None and self.teacher is not None:
+            t = self.teacher(x)
+        e, d = self.students(x, t)
         return DSKDOutput(t, e, d)
 
     def loss_pairs(self, out: DSKDOutput) -> list[tuple[Pyramid, Pyramid]]:
@@ -102,3 +143,10 @@ class DSKD(nn.Module):
     def student_parameters(self) -> list[nn.Parameter]:
         """Trainable parameters (never the teacher's)."""
         return [p for p in self.parameters() if p.requires_grad]
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """As ``nn.Module.load_state_dict``; also reads checkpoints written before the students became one
+        module (their weights are named ``encoder.*``, ``embedding.*``, ``decoder.*``)."""
+        renamed = {("students." + k if k.startswith(_STUDENT_NETWORKS) else k): v for k, v in state_dict.items()}
+        return super().load_state_dict(renamed, strict=strict, assign=assign)
+

@@ -14,7 +14,6 @@ Which weights the teacher has is never implied. ``weights`` is one of
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Optional, Union
@@ -23,6 +22,7 @@ import torch
 from torch import Tensor
 from torchvision.models import ResNet18_Weights
 
+from ..checksums import file_checksum
 from .pyramid import Pyramid, ResNet18Pyramid
 
 TeacherWeights = Union[ResNet18_Weights, str, os.PathLike, None]
@@ -53,11 +53,12 @@ def _choices_text() -> str:
 
 def file_sha256(path: Union[str, os.PathLike], length: int = 12) -> str:
     """First ``length`` hex digits of a file's SHA-256 (named in run records)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:length]
+    return file_checksum(path, "sha256", length)
+
+
+def imagenet_cache_file() -> Path:
+    """Where torchvision keeps ResNet18's ImageNet weights once downloaded ($TORCH_HOME/hub/checkpoints)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(ResNet18_Weights.IMAGENET1K_V1.url).name
 
 
 def _load_state_dict(weights: TeacherWeights) -> tuple[dict[str, Tensor] | None, str]:
@@ -176,7 +177,6 @@ def teacher_available(name: str) -> bool:
     if name == "offline-pretrained":
         return OFFLINE_TEACHER_PATH.is_file()
     if name == "imagenet":
-        url = ResNet18_Weights.IMAGENET1K_V1.url
-        return (Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]).is_file()
+        return imagenet_cache_file().is_file()
     teacher_weights_from_name(name)  # raises for unknown names
     return Path(name).expanduser().is_file()

@@ -234,7 +234,7 @@ def plot_teacher_distance_maps(
 
 
 def plot_teacher_candidates(rows: Sequence[Mapping[str, Any]], *, goal: float, data: str) -> Figure:
-    """Rows of :func:`dskd.teachers.candidate_rows`: the kNN proxy and DS image AUROC (at the short
+    """Rows of :func:`dskd.teacher_study.candidate_rows`: the kNN proxy and DS image AUROC (at the short
     budget, epochs in the label) per candidate, with chance (0.5) and the goal on the DS panel."""
     if not rows:
         raise ValueError("rows must hold at least one candidate")
@@ -272,7 +272,7 @@ def plot_teacher_defect_types(
     metric_label: str = "image AUROC",
 ) -> Figure:
     """Grouped bars, one group per defect type, one bar per variant (mean over seeds, error bar = std)
-    from :func:`dskd.teachers.per_defect_type_summary`; chance and, if given, the goal as lines."""
+    from :func:`dskd.teacher_study.per_defect_type_summary`; chance and, if given, the goal as lines."""
     types = sorted({t for per in summary.values() for t in per})
     if not types:
         raise ValueError("summary holds no defect type")

@@ -23,7 +23,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .models.pyramid import ResNet18Pyramid
-from .models.teacher import TeacherPyramid, TeacherWeightsError, teacher_weights_from_name
+from torchvision.models import ResNet18_Weights
+
+from .models.teacher import (OFFLINE_TEACHER_PATH, TeacherPyramid, TeacherWeightsError, imagenet_cache_file,
+                             teacher_weights_from_name)
 
 #: the teachers of the chapter, from the least knowledge to the most
 TEACHER_ORDER = ("random", "offline-pretrained", "imagenet")
@@ -46,25 +49,14 @@ class TeacherStatus:
         return self.teacher is not None
 
 
-def imagenet_cache_file() -> Path:
-    """Where torchvision keeps ResNet18's ImageNet weights once downloaded ($TORCH_HOME/hub/checkpoints)."""
-    from torchvision.models import ResNet18_Weights
-
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(ResNet18_Weights.IMAGENET1K_V1.url).name
-
-
 def how_to_get(name: str) -> str:
     """One or two sentences: how to put a teacher's weights on this machine."""
     if name == "imagenet":
-        from torchvision.models import ResNet18_Weights
-
         return (f"With internet access, run once: python -c \"from torchvision.models import resnet18; "
                 f"resnet18(weights='IMAGENET1K_V1')\" (it stores {ResNet18_Weights.IMAGENET1K_V1.url.rsplit('/', 1)[-1]} "
                 f"in {imagenet_cache_file().parent}); or copy that file there from a machine that has it.")
     if name == "offline-pretrained":
-        from .models import teacher as teacher_module
-
-        return (f"Pretrain it here, offline: dskd pretrain-teacher --out {teacher_module.OFFLINE_TEACHER_PATH} "
+        return (f"Pretrain it here, offline: dskd pretrain-teacher --out {OFFLINE_TEACHER_PATH} "
                 "(see its --help for the recipes; the provenance .json beside the shipped file names the "
                 "exact command).")
     return "A random teacher needs no weights."

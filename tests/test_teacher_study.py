@@ -1,4 +1,4 @@
-"""dskd.teachers (chapter 16): teachers at hand only, the nearest-normal-patch view, the recorded comparisons;
+"""dskd.teacher_study (chapter 16): teachers at hand only, the nearest-normal-patch view, the recorded comparisons;
 and the chapter itself with an offline teacher and real (tiny) result files."""
 import importlib.util
 import json
@@ -15,7 +15,7 @@ import dskd.models.teacher as teacher_module
 from dskd.ablation import run_study, summarize
 from dskd.config import TrainConfig
 from dskd.pretrain import PretrainConfig, pretrain_teacher, save_teacher
-from dskd.teachers import (
+from dskd.teacher_study import (
     GOAL_IMAGE_AUROC, candidate_rows, goal_status, imagenet_cache_file, nearest_normal_distance, patch_embeddings,
     per_defect_type_summary, teacher_at_hand,
 )
