@@ -179,3 +179,30 @@ def test_the_training_loop_gives_the_recorded_weights():
     if recorded is not None:
         assert _digest(plain.model, plain.history) == recorded["plain"]
         assert _digest(cached.model, cached.history) == recorded["cache+fused"]
+
+
+def test_every_recorded_run_keeps_its_name():
+    """The run key of every recorded result equals the key of its config today: new config fields must
+    not rename old runs (``dskd.runs.KEY_NEUTRAL_DEFAULTS``), or reproduce would see them as conflicts."""
+    import json
+
+    from dskd.config import TrainConfig
+    from dskd.runs import run_key
+
+    results = Path(__file__).resolve().parents[1] / "results"
+    # results/teacher/ holds runs of candidate teachers whose weights are not the shipped file any more:
+    # their key names those weights' checksum, which no config here can reproduce
+    records = [r for f in results.rglob("*.json") if "teacher" not in f.relative_to(results).parts[:1]
+               for r in _run_records(json.loads(f.read_text()))]
+    assert len(records) > 50
+    renamed = [(r["run_key"], run_key(TrainConfig.from_dict(r["config"]))) for r in records
+               if run_key(TrainConfig.from_dict(r["config"])) != r["run_key"]]
+    assert not renamed, renamed
+
+
+def _run_records(data) -> list:
+    """The records with a config and a run key in a results file (ablation studies and reproduce results)."""
+    if not isinstance(data, dict):
+        return []
+    records = data.get("records", [data])
+    return [r for r in records if isinstance(r, dict) and "run_key" in r and "config" in r]
