@@ -48,6 +48,13 @@ def _add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--num-workers", type=int)
+    _add_precision_argument(p)
+
+
+def _add_precision_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                   help="training arithmetic: auto (default: bf16 autocast where the hardware has native bf16, "
+                        "else fp32), fp32 or bf16; losses and metrics are always fp32")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -56,7 +63,8 @@ def config_from_args(args: argparse.Namespace):
     overrides = {
         key: getattr(args, key)
         for key in ("dataset", "category", "data_root", "image_size", "epochs", "batch_size", "lr", "lam",
-                    "normalization", "loss_form", "structure", "teacher", "seed", "device", "num_workers")
+                    "normalization", "loss_form", "structure", "teacher", "seed", "device", "num_workers",
+                    "precision")
         if getattr(args, key, None) is not None
     }
     if args.no_dfe:
@@ -330,7 +338,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     try:
         out = reproduce(args.benchmark, args.category, seeds, epochs=args.epochs, teacher=args.teacher,
                         device=args.device or "auto", data_root=args.data_root, image_size=args.image_size,
-                        batch_size=args.batch_size, num_workers=args.num_workers, out_dir=args.out_dir,
+                        batch_size=args.batch_size, num_workers=args.num_workers, precision=args.precision,
+                        out_dir=args.out_dir,
                         runs_dir=args.runs_dir, devices=devices, ddp=args.ddp, download=not args.no_download,
                         checkpoint_every=args.checkpoint_every, n_examples=args.examples, overwrite=args.overwrite,
                         eval_every=args.eval_every, rescore=args.rescore)
@@ -469,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, help="default: the paper's (128 for mt-defects, 256 otherwise)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--num-workers", type=int)
+    _add_precision_argument(p)
     p.add_argument("--examples", type=int, default=6, help="images per defect-type figure (MT Defects)")
     p.add_argument("--no-download", action="store_true", help="never download MVTec AD")
     p.add_argument("--overwrite", action="store_true", help="replace results of a different configuration")

@@ -10,11 +10,18 @@ from typing import Any, Optional
 import torch
 
 from .data import DATASETS, DEFAULT_IMAGE_SIZE, MVTEC3D_CATEGORIES, MVTEC_CATEGORIES, SYNTHETIC_CATEGORIES
+from .hardware import PRECISIONS, resolve_precision
 from .inference import InferenceSettings
 from .losses import LOSS_FORMS, NORMALIZATIONS
 from .models.dskd import STRUCTURES
 from .models.teacher import TEACHER_NAMES, default_teacher_name
 
+
+
+#: fields added after the first recorded runs, with the value that means "as before the field existed":
+#: a stored config without the field reads as this value, and a run key leaves the field out while it has
+#: this value, so runs recorded earlier keep their names (:func:`dskd.runs.run_key`)
+LEGACY_VALUES: dict[str, Any] = {"precision": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,9 @@ class TrainConfig:
     layers: tuple[int, ...] = (1, 2, 3)
     n_train: Optional[int] = None  # synthetic data only: images in the train split
     n_test: Optional[int] = None  # synthetic data only: images in the test split
+    #: arithmetic of the networks during training: "bf16" autocast (losses and metrics stay fp32), "fp32",
+    #: or "auto" = bf16 where the hardware computes it natively (:func:`dskd.hardware.native_bf16`), else fp32
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         def bad(name: str, value: Any, expected: str) -> ValueError:
@@ -95,6 +105,8 @@ class TrainConfig:
             raise bad("teacher", self.teacher, f"one of {TEACHER_NAMES} or a path to a state dict")
         if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
             raise bad("device", self.device, "'auto', 'cpu', 'cuda[:N]' or 'mps'")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", self.precision, f"one of {PRECISIONS}")
         if self.dataset != "synthetic" and (self.n_train is not None or self.n_test is not None):
             raise bad("n_train/n_test", (self.n_train, self.n_test), "None: only the synthetic data set has sizes to set")
         # JSON round trips turn tuples into lists; keep the frozen types hashable.
@@ -118,6 +130,12 @@ class TrainConfig:
         base.update(overrides)
         return cls(**base)
 
+    def resolved(self) -> "TrainConfig":
+        """This config with ``precision="auto"`` replaced by what this machine uses (bf16 or fp32)."""
+        if self.precision != "auto":
+            return self
+        return self.replace(precision=resolve_precision("auto", resolve_device(self.device))[0])
+
     def inference(self) -> InferenceSettings:
         """How this run's maps are made (Eq. 8-10): its sigma, layers, lambda and normalisation."""
         return InferenceSettings.of(self)
@@ -136,7 +154,7 @@ class TrainConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}")
-        return cls(**d)
+        return cls(**{**LEGACY_VALUES, **d})
 
 
 def resolve_device(device: str = "auto") -> torch.device:

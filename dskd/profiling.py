@@ -45,6 +45,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .config import TrainConfig
 from .evaluation import SpeedLike, run_networks
+from .hardware import cpu_flags, cpu_model
 from .inference import anomaly_map
 from .losses import dskd_loss
 from .models import DSKD, STRUCTURES, teacher_weights_from_name
@@ -72,29 +73,6 @@ FAST_TRAINING = {"cache_teacher": True, "fused_adam": True, "channels_last": Tru
 # --------------------------------------------------------------------------------------------------
 # The machine
 # --------------------------------------------------------------------------------------------------
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                keep = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16",
-                        "avx_vnni")
-                return [f for f in keep if f in flags]
-    except OSError:
-        pass
-    return []
-
-
 def machine_description() -> dict[str, Any]:
     """CPU model, cores, threads, SIMD flags, torch and its math libraries."""
     cfg = torch.__config__.show()
@@ -106,10 +84,10 @@ def machine_description() -> dict[str, Any]:
     except OSError:
         load = (float("nan"),) * 3
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "simd": _cpu_flags(),
+        "simd": cpu_flags(),
         "cpu_capability": cap.group(1) if cap else None,
         "platform": platform.platform(),
         "python": platform.python_version(),

@@ -20,14 +20,14 @@ from typing import Any, Optional, Union
 
 from . import __version__
 from .checkpoint import CheckpointError, read_checkpoint
-from .config import TrainConfig
+from .config import LEGACY_VALUES, TrainConfig
 from .models.teacher import OFFLINE_TEACHER_PATH, file_sha256, teacher_weights_from_name
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: config fields added after the first recorded runs, left out of the key while they hold these values, so
-#: runs recorded before they existed keep their names
-KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {}
+#: runs recorded before they existed keep their names (the same dict as :data:`dskd.config.LEGACY_VALUES`)
+KEY_NEUTRAL_DEFAULTS: dict[str, Any] = LEGACY_VALUES
 
 
 def store_root() -> Path:
@@ -36,9 +36,10 @@ def store_root() -> Path:
 
 
 def run_key(cfg: TrainConfig) -> str:
-    """A 12-digit hash naming a run: its config without the device, the package version and, for teachers
-    loaded from a file, that file's checksum (new offline weights never reuse models distilled from old ones)."""
-    config = cfg.replace(device="auto").to_dict()
+    """A 12-digit hash naming a run: its config without the device (``precision="auto"`` resolved for this
+    machine), the package version and, for teachers loaded from a file, that file's checksum (new offline
+    weights never reuse models distilled from old ones)."""
+    config = cfg.resolved().replace(device="auto").to_dict()
     for name, default in KEY_NEUTRAL_DEFAULTS.items():
         if config.get(name) == default:
             config.pop(name)

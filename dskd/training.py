@@ -6,6 +6,7 @@ option. :func:`train` is its friendly front; :func:`train_or_load` reuses the ru
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, restore_optimizer, save_checkpoint
 from .config import TrainConfig, resolve_device
+from .hardware import resolve_precision
 from .data import build_dataset
 from .losses import dskd_loss
 from .models import DSKD, Pyramid, teacher_weights_from_name
@@ -56,25 +58,32 @@ class TrainingInterrupted(KeyboardInterrupt):
 @dataclass(frozen=True)
 class TrainOptions:
     """How a run executes, apart from what it computes (:class:`TrainConfig`): none of these enters the
-    run's name, since each gives the plain path's losses up to rounding.
+    run's name, since each gives the plain path's losses up to rounding. The defaults are the fast path
+    (``benchmarks/speed.py`` measures each); :meth:`plain` turns every speed option off.
 
     * ``cache_teacher``: compute the frozen teacher's pyramid once per training image and reuse it in later
       epochs (:class:`TeacherCache`); valid because the data sets apply no random augmentation. Ignored for
       E-D (no teacher).
     * ``channels_last``: NHWC weights and activations (oneDNN); losses differ from NCHW by rounding.
-    * ``fused_adam``: torch's fused Adam kernel (one pass over all parameters); weights differ by ~1e-8.
+    * ``fused_adam``: torch's fused Adam kernel (one pass over all parameters; CPU and CUDA, elsewhere the
+      per-tensor loop); weights differ by ~1e-8.
     * ``keep_optimizer_state``: keep Adam's state in the final checkpoint (about 60 % of its size), needed
       to continue the run; intermediate checkpoints always keep it.
     * ``checkpoint_every``: also save every N epochs (0: at the end, and the last finished epoch on Ctrl-C).
     * ``sync_bn``: SyncBatchNorm across DDP ranks (CUDA only).
     """
 
-    cache_teacher: bool = False
-    channels_last: bool = False
-    fused_adam: bool = False
+    cache_teacher: bool = True
+    channels_last: bool = True
+    fused_adam: bool = True
     keep_optimizer_state: bool = True
     checkpoint_every: int = 0
     sync_bn: bool = False
+
+    @classmethod
+    def plain(cls, **changes: Any) -> "TrainOptions":
+        """No speed option: the teacher every step, NCHW tensors, Adam's per-tensor loop."""
+        return cls(**{"cache_teacher": False, "channels_last": False, "fused_adam": False, **changes})
 
     def __post_init__(self) -> None:
         every = self.checkpoint_every
@@ -197,21 +206,32 @@ class TeacherCache:
         return feats
 
 
+def _autocast(precision: str, device: torch.device) -> Any:
+    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+
+
 def training_step(model: DSKD, optimizer: torch.optim.Optimizer, images: Tensor, cfg: TrainConfig,
                   teacher_features: Optional[Pyramid] = None,
                   students: Optional[Callable[..., tuple]] = None, check_finite: bool = True) -> Tensor:
     """One step of Algorithm 1: forward, loss (Eq. 7), backward, Adam. Returns the detached loss.
+
+    With ``cfg.precision == "bf16"`` the networks run under bf16 autocast (weights and Adam stay fp32);
+    the loss is computed in fp32. ``cfg.precision`` must be resolved (not "auto": :meth:`TrainConfig.resolved`).
 
     ``teacher_features``: the teacher's pyramid of ``images`` when it is already known (cache);
     ``students``: the students as the strategy runs them (wrapped in DDP), default ``model.students``;
     ``check_finite``: raise :class:`NonFiniteLossError` before a NaN step (off under DDP, whose ranks
     must agree: the loop checks the all-reduced epoch loss there).
     """
-    t = teacher_features
-    if t is None and model.teacher is not None:
-        t = model.teacher(images)
-    e, d = (students or model.students)(images, t)
-    loss = dskd_loss(model.loss_pairs(DSKDOutput(t, e, d)), cfg.lam, cfg.normalization, cfg.loss_form)
+    with _autocast(cfg.precision, images.device):
+        t = teacher_features
+        if t is None and model.teacher is not None:
+            t = model.teacher(images)
+        e, d = (students or model.students)(images, t)
+    pairs = model.loss_pairs(DSKDOutput(t, e, d))
+    if cfg.precision == "bf16":  # the networks ran in bf16; the loss (Eq. 3-7) is computed in fp32
+        pairs = [(Pyramid(*(f.float() for f in a)), Pyramid(*(f.float() for f in b))) for a, b in pairs]
+    loss = dskd_loss(pairs, cfg.lam, cfg.normalization, cfg.loss_form)
     if check_finite and not torch.isfinite(loss):  # before backward: a NaN step must not reach the weights or Adam's moments
         raise NonFiniteLossError(f"the loss became {float(loss.detach())}")
     optimizer.zero_grad(set_to_none=True)
@@ -253,12 +273,16 @@ def fit(
     :class:`~dskd.strategies.DataParallel` (under torchrun).
     """
     strategy = strategy or SingleProcess.for_config(cfg)
+    asked = cfg.precision
+    precision, why = resolve_precision(cfg.precision, strategy.device)
+    cfg = cfg.replace(precision=precision)  # the run and its checkpoint record what was used
     payload = _read_resume(resume, cfg) if resume is not None else None
     # the output folder is created, test-written and locked before any data is read or any step is taken
     lock = RunLock(out_dir).acquire() if out_dir is not None and strategy.is_main else None
     try:
         return _loop(cfg, strategy, options, payload, resume, lock, Path(out_dir) if out_dir is not None else None,
-                     callbacks=callbacks, progress=progress, train_set=train_set)
+                     callbacks=callbacks, progress=progress, train_set=train_set,
+                     precision_record={"asked": asked, "used": precision, "why": why})
     finally:
         if lock is not None:
             lock.release()
@@ -282,12 +306,14 @@ class _Snapshot:
 
 def _loop(cfg: TrainConfig, strategy: SingleProcess, options: TrainOptions, payload: Optional[dict[str, Any]],
           resume: Optional[PathLike], lock: Optional[RunLock], out_dir: Optional[Path], *,
-          callbacks: Sequence[Callback], progress: bool, train_set: Optional[Dataset]) -> TrainResult:
+          callbacks: Sequence[Callback], progress: bool, train_set: Optional[Dataset],
+          precision_record: dict[str, str]) -> TrainResult:
     model = strategy.build(lambda: build_model(cfg))
     if options.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    fused = options.fused_adam and strategy.device.type in ("cpu", "cuda")
     optimizer = torch.optim.Adam(model.student_parameters(), lr=cfg.lr, betas=cfg.betas,
-                                 **({"fused": True} if options.fused_adam else {}))
+                                 **({"fused": True} if fused else {}))
     history: list[float] = []
     start_epoch = 0
     if payload is not None:
@@ -305,6 +331,7 @@ def _loop(cfg: TrainConfig, strategy: SingleProcess, options: TrainOptions, payl
     loader = strategy.loader(_Indexed(train_set) if cache is not None else train_set, cfg)
     record = provenance(strategy.device, teacher=model.teacher_description, data=data_description(cfg),
                         split="train", n_train=len(train_set), seed=cfg.seed, epochs=cfg.epochs,  # type: ignore[arg-type]
+                        precision=precision_record, options=dataclasses.asdict(options),
                         **({"distributed": strategy.record()} if strategy.record() else {}))
     out_path = out_dir / "checkpoint.pt" if out_dir is not None else None
     writes = out_path is not None and strategy.is_main
@@ -405,10 +432,9 @@ def cache_dir() -> Path:
     return RunStore().root
 
 
-#: how train_or_load trains: the teacher's features once per image (the data sets do not augment) and a
-#: fused Adam; losses equal the plain path's up to rounding. Its models are only loaded and scored, never
-#: continued, so Adam's state is not kept (a chapter's ablations store dozens of runs).
-STORE_OPTIONS = TrainOptions(cache_teacher=True, keep_optimizer_state=False)
+#: how train_or_load trains: the fast path; its models are only loaded and scored, never continued, so
+#: Adam's state is not kept (a chapter's ablations store dozens of runs).
+STORE_OPTIONS = TrainOptions(keep_optimizer_state=False)
 
 
 def load_finished(path: Path, cfg: TrainConfig) -> TrainResult:
@@ -428,9 +454,7 @@ def train_or_load(cfg: TrainConfig, *, progress: bool = True, callbacks: Sequenc
     store = RunStore()
     if (finished := store.finished(cfg)) is not None:
         return load_finished(finished, cfg)
-    fused = resolve_device(cfg.device).type in ("cpu", "cuda")
-    options = TrainOptions(cache_teacher=STORE_OPTIONS.cache_teacher, fused_adam=fused,
-                           keep_optimizer_state=STORE_OPTIONS.keep_optimizer_state)
+    options = STORE_OPTIONS
     partial = store.checkpoint(cfg)  # an interrupted run (Ctrl-C keeps its last finished epoch): continue it
     try:
         resume = partial if partial.is_file() and read_checkpoint(partial)["optimizer"] is not None else None

@@ -358,10 +358,13 @@ def test_parsing_categories_devices_commands(monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             parse_devices("all")
-    job = make_jobs("mvtec", ["bottle"], [3], teacher="imagenet")[0]
+    job = make_jobs("mvtec", ["bottle"], [3], teacher="imagenet", precision="fp32")[0]
     assert job.cfg.image_size == 256 and job.cfg.epochs == 200 and job.cfg.seed == 3
     assert (reproduce_command("mvtec", ["bottle"], seeds=[3], cfg=job.cfg)
-            == "dskd reproduce mvtec --category bottle --seeds 3 --teacher imagenet")
+            == "dskd reproduce mvtec --category bottle --seeds 3 --teacher imagenet --precision fp32")
+    auto = make_jobs("mvtec", ["bottle"], [3], teacher="imagenet")[0]  # "auto" is resolved for this machine
+    assert auto.cfg.precision in ("fp32", "bf16") and f"--precision {auto.cfg.precision}" in reproduce_command(
+        "mvtec", ["bottle"], seeds=[3], cfg=auto.cfg)
     mt = make_jobs("mt-defects", [None], [0], teacher="imagenet")[0]
     assert mt.cfg.image_size == 128 and mt.cfg.dataset == "mt-defects"
 

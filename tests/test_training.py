@@ -53,7 +53,8 @@ def test_training_is_reproducible_and_checkpoints_round_trip(tmp_path):
     b = train(cfg, progress=False)
     assert a.history == b.history  # same seed, same losses on the CPU
     model, loaded_cfg, payload = load_checkpoint(a.checkpoint)
-    assert loaded_cfg == cfg
+    assert loaded_cfg == cfg.resolved() == a.config  # the checkpoint records the precision used, not "auto"
+    assert payload["provenance"]["precision"]["used"] == loaded_cfg.precision
     assert payload["provenance"]["teacher"].startswith("random")
     assert payload["provenance"]["seed"] == cfg.seed and "torch_version" in payload["provenance"]
     x = dataset_for(cfg, "test")[0]["image"].unsqueeze(0)

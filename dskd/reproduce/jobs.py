@@ -117,13 +117,17 @@ def paper_config(benchmark: str, category: Optional[str] = None, *, seed: int = 
 
 
 def deviations(cfg: TrainConfig) -> list[str]:
-    """How a config differs from the paper's setting ('epochs 1 (paper 200)', ...); empty if it does not."""
+    """How a config differs from the paper's setting ('epochs 1 (paper 200)', ...); empty if it does not.
+
+    The paper does not state its arithmetic; plain PyTorch training is fp32, so bf16 is listed as a deviation."""
     ref = TrainConfig.paper(cfg.dataset, cfg.category, teacher="imagenet")
     out = []
     for f in PAPER_FIELDS:
         a, b = getattr(cfg, f), getattr(ref, f)
         if a != b:
             out.append(f"{f} {a} (paper {b})")
+    if cfg.resolved().precision != "fp32":
+        out.append(f"precision {cfg.resolved().precision} (paper: not stated, presumably fp32)")
     return out
 
 
@@ -144,7 +148,7 @@ class Job:
 def make_jobs(benchmark: str, categories: Iterable[Optional[str]], seeds: Iterable[int],
               **cfg_options: Any) -> list[Job]:
     """Jobs in category-major order (every seed of a category, then the next category)."""
-    return [Job(benchmark, c, int(s), paper_config(benchmark, c, seed=int(s), **cfg_options))
+    return [Job(benchmark, c, int(s), paper_config(benchmark, c, seed=int(s), **cfg_options).resolved())
             for c in categories for s in seeds]
 
 
@@ -204,6 +208,8 @@ def reproduce_command(benchmark: str, categories: Sequence[Optional[str]] = (), 
         parts += ["--out-dir", str(out_dir)]
     if eval_every:
         parts += ["--eval-every", str(eval_every)]
+    if cfg is not None:  # always explicit too: "auto" means bf16 on one machine and fp32 on another
+        parts += ["--precision", cfg.resolved().precision]
     return " ".join(shlex.quote(p) for p in parts)
 
 

@@ -108,6 +108,7 @@ def reproduce(
     image_size: Optional[int] = None,
     batch_size: Optional[int] = None,
     num_workers: Optional[int] = None,
+    precision: Optional[str] = None,
     out_dir: PathLike = DEFAULT_OUT_DIR,
     runs_dir: PathLike = DEFAULT_RUNS_DIR,
     devices: Optional[Sequence[str]] = None,
@@ -134,7 +135,7 @@ def reproduce(
                          "--gpus runs one category per GPU")
     cats = parse_categories(benchmark, categories)
     jobs = make_jobs(benchmark, cats, seeds, epochs=epochs, teacher=teacher, device=device, data_root=data_root,
-                     image_size=image_size, batch_size=batch_size, num_workers=num_workers)
+                     image_size=image_size, batch_size=batch_size, num_workers=num_workers, precision=precision)
     states = {j.label: job_state(j, out_dir) for j in jobs}
     conflicts = [j for j in jobs if states[j.label] == "conflict"]
     if conflicts and not overwrite:
