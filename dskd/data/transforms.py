@@ -9,6 +9,7 @@ All loaders return ``torch.float32`` tensors:
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Union
 
 import numpy as np
@@ -32,6 +33,10 @@ __all__ = [
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+class MaskValuesWarning(UserWarning):
+    """A mask whose values are neither 0/1 nor 0/full scale, read as empty."""
 
 #: Channel means/stds of ImageNet (RGB), used by the pre-trained ResNet18 teacher.
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -163,8 +168,9 @@ def _mask_to_tensor(im: Image.Image, image_size: int, path: PathLike = "") -> to
     """A mask in {0, 1}: 0/1, 0/255 (8-bit) and 0/65535 (16-bit) masks are all accepted.
 
     Pixels at or above half the mask's full scale are defects; a mask whose values are all 0 or 1 is
-    read as it is (a {0, 1} mask would otherwise be empty after an 8-bit threshold). Anything else that
-    would leave a non-zero mask empty raises :class:`DatasetError` saying which values were found.
+    read as it is (a {0, 1} mask would otherwise be empty after an 8-bit threshold). A non-zero mask that
+    this leaves empty (MT Defects has four, with values {0, 2}) is read as empty with a
+    :class:`MaskValuesWarning` saying which values were found.
     """
     scale = _bit_depth_scale(im)
     if scale is None and im.mode not in ("L", "1"):
@@ -183,9 +189,9 @@ def _mask_to_tensor(im: Image.Image, image_size: int, path: PathLike = "") -> to
         if not m.any():
             values = np.unique(a)
             shown = ", ".join(str(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")
-            raise DatasetError(f"mask {path} holds the values {{{shown}}}: none reaches half of the {int(full)} "
-                               f"full scale, so no pixel would count as a defect; expected a mask of 0/1 or "
-                               f"0/255 (8-bit) or 0/65535 (16-bit)")
+            warnings.warn(f"mask {path} holds the values {{{shown}}}: none reaches half of the {int(full)} full "
+                          f"scale, so it is read as empty (no defect pixel); expected a mask of 0/1 or 0/255 "
+                          f"(8-bit) or 0/65535 (16-bit)", MaskValuesWarning, stacklevel=3)
     return torch.from_numpy(m.astype(np.float32)[None])
 
 
