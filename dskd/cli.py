@@ -368,6 +368,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from .outputs import writable_dir
     from .profiling import format_table, profile, write_profile
 
+    if args.paper_accounting:
+        from .paper_build import format_paper_accounting
+
+        print(format_paper_accounting())
+        return 0
     structures = _csv(args.structures)
     try:
         sizes = [int(s) for s in _csv(args.sizes)]
@@ -506,6 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="size of the attainable-rate probes ('small' only for smoke tests)")
     p.add_argument("--out-dir", default="results/complexity", help="JSON folder ('-': do not write)")
     p.add_argument("--name", help="JSON file stem (default: a slug of the CPU model)")
+    p.add_argument("--paper-accounting", action="store_true",
+                   help="only print Table 6's parameters, MACs and size counted from the paper's probable build "
+                        "(whole ResNet18s, RD4AD's two-block bottleneck) beside ours, at 256 x 256; times nothing")
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("pretrain-teacher", help="pretrain the teacher's stem..layer3 offline (fractals and/or "

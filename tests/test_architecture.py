@@ -23,7 +23,7 @@ LAYERS: dict[str, int] = {
     # training and evaluation
     **{m: 1 for m in ("training", "strategies", "evaluation", "speed")},
     # experiments
-    **{m: 2 for m in ("reproduce", "ablation", "profiling", "teacher_study", "pretrain")},
+    **{m: 2 for m in ("reproduce", "ablation", "profiling", "teacher_study", "pretrain", "paper_build", "baselines")},
     # what a reader or a user runs: the CLI, the chapters' report writers and explorers
     **{m: 3 for m in ("cli", "__main__", "report", "widgets", "student_copies")},
 }
