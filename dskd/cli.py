@@ -391,6 +391,28 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from .baselines import record_baseline
+    from .outputs import writable_dir
+
+    try:
+        seeds = [int(s) for s in _csv(args.seeds)]
+    except ValueError:
+        raise UsageError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    if not 0 < args.coreset_fraction <= 1:
+        raise UsageError(f"--coreset-fraction must be in (0, 1], got {args.coreset_fraction}")
+    writable_dir(args.out_dir, "results folder (--out-dir)")
+    for seed in seeds:
+        rec = record_baseline(seed, dataset=args.dataset, teacher=args.teacher, image_size=args.image_size,
+                              data_root=args.data_root, out_dir=args.out_dir, coreset_fraction=args.coreset_fraction,
+                              device=args.device)
+        m = rec["metrics"]
+        print(f"PatchCore seed {seed} [teacher: {rec['provenance']['teacher']}]: image AUROC {m['image_auroc']:.3f}, "
+              f"pixel AUROC {m['pixel_auroc']:.3f}, PRO {m['pro']:.3f} ({rec['settings']['bank_size']} of "
+              f"{rec['settings']['n_train_patches']} patches in the bank; {rec['wall_seconds']:.0f} s) -> {rec['path']}")
+    return 0
+
+
 def cmd_pretrain_teacher(args: argparse.Namespace) -> int:
     from .outputs import writable_file
     from .pretrain import PretrainConfig, pretrain_teacher, save_teacher
@@ -515,6 +537,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only print Table 6's parameters, MACs and size counted from the paper's probable build "
                         "(whole ResNet18s, RD4AD's two-block bottleneck) beside ours, at 256 x 256; times nothing")
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("baseline", help="the same-teacher PatchCore baseline: memory bank of T's features, "
+                                        "recorded per seed",
+                       description="Fit a PatchCore-style memory bank (T's conv3_x + conv4_x patch features, greedy "
+                                   "coreset) on each seed's training split and score the test split with DSKD's "
+                                   "maps and metrics; writes <out-dir>/<dataset>/seed<N>.json with provenance.")
+    p.add_argument("--dataset", choices=("mt-defects", "synthetic"), default="mt-defects",
+                   help="mt-defects (default; the recorded runs) or synthetic (the embedded data set, a smoke test)")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds; the seed picks the MT Defects split "
+                                                    "(default 0,1,2)")
+    p.add_argument("--teacher", default="offline-pretrained",
+                   help="'offline-pretrained' (default), 'imagenet', 'random' or a state-dict path")
+    p.add_argument("--image-size", type=int, default=128, help="default 128 (the paper's MT Defects size)")
+    p.add_argument("--data-root", help="data folder (default $DSKD_DATA/<data set>)")
+    p.add_argument("--coreset-fraction", type=float, default=0.1, help="share of training patches kept (default 0.1)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    p.add_argument("--out-dir", default="results/baselines", help="results folder (default results/baselines)")
+    p.set_defaults(func=cmd_baseline)
 
     p = sub.add_parser("pretrain-teacher", help="pretrain the teacher's stem..layer3 offline (fractals and/or "
                                                 "self-supervision on shipped natural images; no download)",

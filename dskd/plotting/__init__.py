@@ -23,12 +23,13 @@ from .teacher import (
     plot_image_grid, plot_teacher_candidates, plot_teacher_defect_types, plot_teacher_distance_maps,
     plot_teacher_features, plot_teacher_filters, plot_teacher_scores,
 )
+from .baselines import plot_same_teacher
 from .complexity import plot_fractions, plot_speedups, plot_table6, plot_time_breakdown
 from .style import FEATURE_CMAP, MAP_CMAP, STYLE, clean_axes, dskd_style, provenance_title, to_numpy_image
 
 __all__ = [
     "plot_study", "plot_study_comparison", "plot_study_per_type", "plot_variant_gallery", "plot_variant_maps",
-    "plot_level_discrepancy",
+    "plot_level_discrepancy", "plot_same_teacher",
     "plot_anomaly_grid", "plot_learning_curve", "plot_loss_curve", "plot_per_defect_type", "plot_table_comparison",
     "runs_setting",
     "plot_dskd_architecture", "plot_embedding_flow", "plot_parameter_budget", "plot_value_counts",

@@ -1,0 +1,55 @@
+"""The same-teacher comparison: PatchCore's memory bank beside DS, T-E and T-D."""
+from __future__ import annotations
+
+import textwrap
+from typing import Any, Sequence
+
+import numpy as np
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+
+from .ablation import _LABELS, _chance_marks, _wrap
+from .style import dskd_style, provenance_title
+
+
+def plot_same_teacher(rows: Sequence[dict[str, Any]], *, teacher: str, data: str) -> Figure:
+    """Grouped bars, one group per metric (image AUROC, pixel AUROC, PRO) and one bar per method: the
+    mean over seeds, the standard deviation as an error bar, each seed as a black dot, the mean in % at
+    the bar's foot. A method without a record (``recorded`` False) keeps its place as an empty hatched
+    bar marked "not recorded". ``rows`` come from :func:`dskd.baselines.same_teacher_comparison`."""
+    metrics = list(_LABELS)
+    n = len(rows)
+    width = 0.8 / max(n, 1)
+    x = np.arange(len(metrics))
+    with dskd_style():
+        fig, ax = plt.subplots(figsize=(8.5, 4.2), layout="constrained")
+        for i, row in enumerate(rows):
+            pos = x - 0.4 + width * (i + 0.5)
+            label = f"{row['method']}: {row['what']}"
+            if not row.get("recorded", True):
+                ax.bar(pos, [1.0] * len(metrics), width * 0.9, fill=False, hatch="//", edgecolor=f"C{i}", alpha=0.45,
+                       label=textwrap.fill(label + " (not recorded yet)", 48))
+                for p in pos:
+                    ax.text(p, 0.5, "not recorded", rotation=90, ha="center", va="center", fontsize=7, color=f"C{i}")
+                continue
+            means = [row[m] for m in metrics]
+            seeds = row.get("seeds", [])
+            stds = [row[f"{m}_std"] for m in metrics] if len(seeds) > 1 else None
+            bars = ax.bar(pos, means, width * 0.9, yerr=stds, capsize=3, color=f"C{i}",
+                          label=textwrap.fill(f"{label} (n={len(seeds)})", 48))
+            for j, m in enumerate(metrics):
+                values = [v for v in row.get(f"{m}_per_seed", []) if v is not None]
+                ax.scatter([pos[j]] * len(values), values, s=9, color="black", zorder=3,
+                           label="one seed" if i == 0 and j == 0 else None)
+            for b, v in zip(bars, means):
+                if not np.isnan(v):
+                    ax.annotate(f"{100 * v:.1f}", (b.get_x() + b.get_width() / 2, 0.02), ha="center", va="bottom",
+                                fontsize=6.5, color="white", rotation=90)
+        _chance_marks(ax, metrics)
+        ax.set_xticks(x, [_LABELS[m] for m in metrics])
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("score (1 = perfect; dashed: chance)")
+        ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.set_title(_wrap(provenance_title("The same teacher: a memory bank of its features vs distillation",
+                                            teacher, data), 90))
+    return fig
