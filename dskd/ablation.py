@@ -61,6 +61,15 @@ STUDIES: dict[str, tuple[Variant, ...]] = {
                       Variant("eq3", {"normalization": "eq3"}, {"normalization": "eq3"})),
     "loss-form": (Variant("pixel", {"loss_form": "pixel"}), Variant("flat", {"loss_form": "flat"})),
     "sigma": tuple(Variant(f"sigma={s:g}", infer={"sigma": s}) for s in (0.0, 2.0, 4.0, 8.0)),
+    # readings of the paper where it is implicit (issue "The paper's own build"; chapter 5)
+    "dfe-blocks": (Variant("1 block", {"dfe_blocks": 1}), Variant("2 blocks", {"dfe_blocks": 2})),
+    "dfe-input": (Variant("raw", {"dfe_input": "raw"}), Variant("normalized", {"dfe_input": "normalized"})),
+    "decoder-gradient": (Variant("l_d trains S_e", {"detach_decoder_input": False}),
+                         Variant("separate", {"detach_decoder_input": True})),
+    # Table 7 read as pairs inside one trained DS model (no retraining)
+    "pairs": (Variant("T vs S_d", infer={"pair": ("teacher", "decoder")}),
+              Variant("T vs S_e", infer={"pair": ("teacher", "encoder")}),
+              Variant("S_e vs S_d", infer={"pair": ("encoder", "decoder")})),
 }
 
 #: the paper's MVTec AD means (image AUROC, pixel AUROC, PRO) in percent, and its table of each study

@@ -156,7 +156,7 @@ def load_checkpoint(path: Union[str, os.PathLike]) -> tuple[DSKD, TrainConfig, d
         cfg = TrainConfig.from_dict(payload["config"])
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{str(path)!r} holds an invalid config: {_first_line(str(err))}") from None
-    model = DSKD(cfg.structure, cfg.use_dfe, teacher_weights=None)  # weights come from the state dict
+    model = DSKD(teacher_weights=None, **cfg.model_options())  # weights come from the state dict
     load_weights(model, payload["model"], path, cfg)
     if model.teacher is not None:
         model.teacher.weights_description = str(payload["teacher"])

@@ -13,7 +13,7 @@ from .data import DATASETS, DEFAULT_IMAGE_SIZE, MVTEC3D_CATEGORIES, MVTEC_CATEGO
 from .hardware import PRECISIONS, resolve_precision
 from .inference import InferenceSettings
 from .losses import LOSS_FORMS, NORMALIZATIONS
-from .models.dskd import STRUCTURES
+from .models.dskd import DFE_INPUTS, STRUCTURES
 from .models.teacher import TEACHER_NAMES, default_teacher_name
 
 
@@ -21,7 +21,8 @@ from .models.teacher import TEACHER_NAMES, default_teacher_name
 #: fields added after the first recorded runs, with the value that means "as before the field existed":
 #: a stored config without the field reads as this value, and a run key leaves the field out while it has
 #: this value, so runs recorded earlier keep their names (:func:`dskd.runs.run_key`)
-LEGACY_VALUES: dict[str, Any] = {"precision": "fp32"}
+LEGACY_VALUES: dict[str, Any] = {"precision": "fp32", "dfe_blocks": 1, "dfe_input": "raw",
+                                 "detach_decoder_input": False}
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class TrainConfig:
     layers: tuple[int, ...] = (1, 2, 3)
     n_train: Optional[int] = None  # synthetic data only: images in the train split
     n_test: Optional[int] = None  # synthetic data only: images in the test split
+    #: readings of the paper where it is implicit (chapter 5; :class:`dskd.models.Students`)
+    dfe_blocks: int = 1
+    dfe_input: str = "raw"
+    detach_decoder_input: bool = False
     #: arithmetic of the networks during training: "bf16" autocast (losses and metrics stay fp32), "fp32",
     #: or "auto" = bf16 where the hardware computes it natively (:func:`dskd.hardware.native_bf16`), else fp32
     precision: str = "auto"
@@ -105,6 +110,12 @@ class TrainConfig:
             raise bad("teacher", self.teacher, f"one of {TEACHER_NAMES} or a path to a state dict")
         if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
             raise bad("device", self.device, "'auto', 'cpu', 'cuda[:N]' or 'mps'")
+        if self.dfe_blocks not in (1, 2) or isinstance(self.dfe_blocks, bool):
+            raise bad("dfe_blocks", self.dfe_blocks, "1 (Fig. 4 as drawn) or 2 (RD4AD's bottleneck)")
+        if self.dfe_input not in DFE_INPUTS:
+            raise bad("dfe_input", self.dfe_input, f"one of {DFE_INPUTS}")
+        if not isinstance(self.detach_decoder_input, bool):
+            raise bad("detach_decoder_input", self.detach_decoder_input, "True or False")
         if self.precision not in PRECISIONS:
             raise bad("precision", self.precision, f"one of {PRECISIONS}")
         if self.dataset != "synthetic" and (self.n_train is not None or self.n_test is not None):
@@ -135,6 +146,11 @@ class TrainConfig:
         if self.precision != "auto":
             return self
         return self.replace(precision=resolve_precision("auto", resolve_device(self.device))[0])
+
+    def model_options(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`dskd.models.DSKD` this config names (all but the teacher)."""
+        return {"structure": self.structure, "use_dfe": self.use_dfe, "dfe_blocks": self.dfe_blocks,
+                "dfe_input": self.dfe_input, "detach_decoder_input": self.detach_decoder_input}
 
     def inference(self) -> InferenceSettings:
         """How this run's maps are made (Eq. 8-10): its sigma, layers, lambda and normalisation."""

@@ -51,7 +51,7 @@ def _model_device(model: DSKD) -> torch.device:
     return next(model.parameters()).device
 
 
-def run_networks(model: DSKD, images: Tensor) -> tuple[Pyramid, Pyramid]:
+def run_networks(model: DSKD, images: Tensor, pair: Optional[tuple[str, str]] = None) -> tuple[Pyramid, Pyramid]:
     """The (reference, student) pyramids of Algorithm 2 for a batch, as fp32 (under the model's
     ``speed_options``, if :func:`dskd.speed.optimize_for_inference` made it)."""
     opts = getattr(model, "speed_options", None)
@@ -60,7 +60,7 @@ def run_networks(model: DSKD, images: Tensor) -> tuple[Pyramid, Pyramid]:
         images = images.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast(images.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     with autocast:
-        ref, stu = model.inference_pair(model(images))
+        ref, stu = model.inference_pair(model(images), pair)
     if bf16:
         ref, stu = Pyramid(*(f.float() for f in ref)), Pyramid(*(f.float() for f in stu))
     return ref, stu
@@ -115,7 +115,7 @@ def predict(
     started = time.perf_counter()
     for batch in tqdm(batches, total=total, desc="predict", disable=not progress, unit="batch"):
         images = batch["image"].to(device)
-        ref, stu = run_networks(model, images)
+        ref, stu = run_networks(model, images, settings.pair)
         maps.append(anomaly_map(ref, stu, images.shape[-2:], settings.layers, settings.sigma, settings.lam,
                                 settings.normalization).float().cpu())
         if "label" in batch:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -25,9 +25,18 @@ class InferenceSettings:
     layers: tuple[int, ...] = ALL_LAYERS
     lam: float = 0.1
     normalization: str = "unit"
+    #: which two pyramids are compared: None = the structure's own (Algorithm 2: T vs S_d for DS), or a pair of
+    #: "teacher" / "encoder" / "decoder" (Table 7 read as pairs inside one trained DS model)
+    pair: Optional[tuple[str, str]] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", _check_layers(self.layers))
+        if self.pair is not None:
+            pair = tuple(self.pair)
+            names = ("teacher", "encoder", "decoder")
+            if len(pair) != 2 or any(p not in names for p in pair) or pair[0] == pair[1]:
+                raise ValueError(f"pair must be two different names of {names}, got {self.pair!r}")
+            object.__setattr__(self, "pair", pair)
         if self.sigma < 0:
             raise ValueError(f"sigma must be >= 0, got {self.sigma}")
 
@@ -45,8 +54,10 @@ class InferenceSettings:
         return dataclasses.replace(self, **changes) if changes else self
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sigma": self.sigma, "layers": list(self.layers), "lam": self.lam,
-                "normalization": self.normalization}
+        out = {"sigma": self.sigma, "layers": list(self.layers), "lam": self.lam, "normalization": self.normalization}
+        if self.pair is not None:  # only when set: records written before the field existed stay comparable
+            out["pair"] = list(self.pair)
+        return out
 
 
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0, dtype: torch.dtype = torch.float32) -> Tensor:

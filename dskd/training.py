@@ -137,7 +137,7 @@ def dataset_for(cfg: TrainConfig, split: str) -> Dataset:
 def build_model(cfg: TrainConfig) -> DSKD:
     """The model a config names; the seed fixes the students' (and a random teacher's) initial weights."""
     seed_everything(cfg.seed)
-    return DSKD(cfg.structure, cfg.use_dfe, teacher_weights=teacher_weights_from_name(cfg.teacher))
+    return DSKD(teacher_weights=teacher_weights_from_name(cfg.teacher), **cfg.model_options())
 
 
 def data_description(cfg: TrainConfig) -> str:
