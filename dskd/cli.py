@@ -2,12 +2,34 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .provenance import write_json
+import torch
+
+from . import __version__
+from .ablation import STUDIES, run_study, summarize, write_study
+from .checkpoint import load_checkpoint
+from .config import DATASETS, TrainConfig, resolve_device
+from .data import DatasetError
+from .data.transforms import load_image, normalize
+from .distributed import cleanup, dist_info, init_distributed
+from .evaluation import UndefinedMetricWarning, evaluate, predict
+from .losses import LOSS_FORMS, NORMALIZATIONS
+from .models import STRUCTURES, TeacherWeightsError
+from .outputs import writable_dir, writable_file
+from .provenance import provenance, write_json
+from .reproduce import parse_devices, reproduce, write_tables
+from .training import TrainingInterrupted, data_description, dataset_for, train
+
+# matplotlib (figures), the speed module (it registers a custom op), profiling and pretraining are imported by
+# the commands that use them, so the others start without them
 
 EXIT_USAGE = 2
 
@@ -24,10 +46,6 @@ class UsageError(Exception):
 
 
 def _add_config_arguments(p: argparse.ArgumentParser) -> None:
-    from .config import DATASETS
-    from .losses import LOSS_FORMS, NORMALIZATIONS
-    from .models import STRUCTURES
-
     p.add_argument("--preset", choices=("quick", "paper"), default="quick",
                    help="starting point: 'quick' (synthetic, minutes on a CPU) or 'paper' (Sec. 4.1.2 settings)")
     p.add_argument("--dataset", choices=DATASETS, help="data set (default: the preset's)")
@@ -64,7 +82,6 @@ def _add_precision_argument(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from .config import TrainConfig
 
     overrides = {
         key: getattr(args, key)
@@ -94,9 +111,6 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _report_payload(report, cfg, checkpoint: Optional[Path], extra: dict[str, Any]) -> dict[str, Any]:
-    from .provenance import provenance
-    from .training import data_description
-
     return {
         "metrics": report.to_dict(),
         "config": cfg.to_dict(),
@@ -107,8 +121,6 @@ def _report_payload(report, cfg, checkpoint: Optional[Path], extra: dict[str, An
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training import TrainingInterrupted, train
-
     cfg = config_from_args(args)
     out = Path(args.out)
     try:
@@ -126,7 +138,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _resume_command(args: argparse.Namespace, checkpoint: Path) -> str:
     """The command line that continues an interrupted ``dskd train`` from ``checkpoint``."""
-    import shlex
 
     argv, kept, skip = list(getattr(args, "argv", []) or []), [], False
     for item in argv:
@@ -140,14 +151,6 @@ def _resume_command(args: argparse.Namespace, checkpoint: Path) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import warnings
-
-    from .checkpoint import load_checkpoint
-    from .config import resolve_device
-    from .evaluation import UndefinedMetricWarning, evaluate
-    from .outputs import writable_file
-    from .training import dataset_for
-
     out = writable_file(Path(args.out) if args.out else Path(args.checkpoint).with_name("evaluation.json"),
                         "report file (--out)")
     model, cfg, payload = load_checkpoint(args.checkpoint)
@@ -196,21 +199,14 @@ def _image_files(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
 
 
 def _finite(name: str, value: Optional[float]) -> Optional[float]:
-    import math
-
     if value is not None and not math.isfinite(value):
         raise UsageError(f"{name} must be a finite number, got {value}")
     return value
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import torch
     from matplotlib import pyplot as plt
 
-    from .checkpoint import load_checkpoint
-    from .data.transforms import load_image, normalize
-    from .evaluation import predict
-    from .outputs import writable_dir
     from .plotting import plot_anomaly_grid
 
     threshold = _finite("--threshold", args.threshold)
@@ -244,11 +240,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from matplotlib import pyplot as plt
 
-    from .config import TrainConfig
-    from .evaluation import evaluate
-    from .outputs import writable_dir
     from .plotting import plot_anomaly_grid, plot_loss_curve
-    from .training import data_description, dataset_for, train
 
     started = time.perf_counter()
     overrides: dict[str, Any] = {}
@@ -266,7 +258,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     pred = report.prediction
     picks = [next(i for i, t in enumerate(pred.defect_types) if t == d) for d in ["good", *sorted(report.per_defect_type)]]
     batch = [test_set[i] for i in picks]
-    import torch
 
     fig = plot_anomaly_grid(torch.stack([b["image"] for b in batch]), pred.maps[picks],
                             torch.stack([b["mask"] for b in batch]), titles=[pred.defect_types[i] for i in picks],
@@ -300,9 +291,6 @@ def _csv(text: str) -> list[str]:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from .ablation import run_study, summarize, write_study
-    from .outputs import writable_dir
-
     cfg = config_from_args(args)
     try:
         seeds = [int(s) for s in _csv(args.seeds)]
@@ -321,11 +309,6 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .config import resolve_device
-    from .distributed import cleanup, dist_info, init_distributed
-    from .outputs import writable_dir
-    from .reproduce import parse_devices, reproduce, write_tables
-
     if args.tables_only:
         for path in write_tables(args.out_dir, args.benchmark):
             print(f"table: {path}")
@@ -376,9 +359,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from .speed import SpeedOptions
-    from .outputs import writable_dir
     from .profiling import format_table, profile, write_profile
+    from .speed import SpeedOptions
 
     structures = _csv(args.structures)
     try:
@@ -399,7 +381,6 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain_teacher(args: argparse.Namespace) -> int:
-    from .outputs import writable_file
     from .pretrain import PretrainConfig, pretrain_teacher, save_teacher
 
     fields = ("n_categories", "per_category", "image_size", "epochs", "batch_size", "lr", "seed", "recipe",
@@ -407,8 +388,6 @@ def cmd_pretrain_teacher(args: argparse.Namespace) -> int:
     cfg = PretrainConfig(**{k: getattr(args, k) for k in fields if getattr(args, k) is not None})
     writable_file(args.out or f"runs/teacher/offline_{cfg.recipe}.pt", "weights file (--out)")
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     state, record = pretrain_teacher(cfg, progress=True)
     path = save_teacher(state, record, args.out or f"runs/teacher/offline_{cfg.recipe}.pt")
@@ -423,8 +402,6 @@ def cmd_pretrain_teacher(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     parser = _Parser(prog="dskd", description="Dual-Student Knowledge Distillation for anomaly detection.")
     parser.add_argument("--version", action="version", version=f"dskd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -453,7 +430,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="flag images whose score is >= this value")
     p.set_defaults(func=cmd_predict)
 
-    from .ablation import STUDIES
 
     p = sub.add_parser("ablate", help="run an ablation study (Sec. 4.3 and beyond) and record its results",
                        description="Train/evaluate every variant of a study; results go to "
@@ -567,14 +543,10 @@ def _one_line(err: BaseException) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    import os
-
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
-    from .data import DatasetError
-    from .models import TeacherWeightsError
 
     try:
         return int(args.func(args) or 0)
