@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # as the recorded runs
     records = json.loads((Path(args.results) / f"{args.study}.json").read_text())["records"]
-    rec = next(r for r in records if r["variant"] == args.variant and r["seed"] == args.seed)
+    rec = next(r for r in records if r["variant"] == args.variant and r["seed"] == args.seed)  # the record
     cfg = TrainConfig.from_dict(rec["config"])
     result = fit(cfg, progress=False, options=TrainOptions(cache_teacher=True, channels_last=False, fused_adam=True,
                                                             keep_optimizer_state=False))
