@@ -102,7 +102,8 @@ def _machine_busy_seconds() -> float:
 
 
 def chapter_paths() -> list[Path]:
-    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    """The chapters (``NN_name.ipynb``) and then the appendices (``appendix_name.ipynb``), in book order."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) + sorted(NOTEBOOKS.glob("appendix_*.ipynb"))
 
 
 def execute(path: Path, out_dir: Path, timeout: int = 600) -> ExecutedNotebook:
