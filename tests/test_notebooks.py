@@ -35,6 +35,37 @@ def test_chapter_is_committed_without_outputs(path):
     assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing"
 
 
+#: code lines longer than this are cut off (or wrapped) in the book's column and in a notebook's cell
+CODE_LINE_LIMIT = 88
+
+
+def long_code_lines(nb) -> list[str]:
+    """'cell N: line' for every code line longer than CODE_LINE_LIMIT (the install cell, issue 15's, aside)."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or "importlib.util.find_spec(\"dskd\")" in cell.source:
+            continue
+        found += [f"cell {i}: {line.strip()[:60]}... ({len(line)} characters)"
+                  for line in cell.source.splitlines() if len(line) > CODE_LINE_LIMIT]
+    return found
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_code_lines_fit_the_column(path):
+    import nbformat
+
+    long = long_code_lines(nbformat.read(path, as_version=4))
+    assert not long, f"{path.name}: code lines over {CODE_LINE_LIMIT} characters:\n  " + "\n  ".join(long[:10])
+
+
+def test_long_code_lines_are_found():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("x" * 200),
+                                         nbformat.v4.new_code_cell("a = 1\n" + "b = '" + "x" * 90 + "'")])
+    assert long_code_lines(nb) == [f"cell 1: b = '{'x' * 55}... (96 characters)"]
+
+
 # ------------------------------------------------------------- chapter 15 with recorded runs present
 
 

@@ -54,9 +54,9 @@ def course_minutes(guide: str) -> dict[str, int]:
 
 
 def course_hours_text(guide: str) -> str:
-    """'about 11 hours of reading for the 16 chapters, plus 8 to 16 hours for the exercises'."""
+    """'About 11 hours of reading for the 16 chapters, plus 8 to 16 hours for the exercises'."""
     t = course_minutes(guide)
-    return (f"about {t['reading'] / 60:.0f} hours of reading for the {t['chapters']} chapters, plus "
+    return (f"About {t['reading'] / 60:.0f} hours of reading for the {t['chapters']} chapters, plus "
             f"{t['exercises_low'] / 60:.0f} to {t['exercises_high'] / 60:.0f} hours for the exercises")
 
 
