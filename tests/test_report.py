@@ -92,6 +92,7 @@ def test_every_page_that_describes_the_shipped_teacher_generates_it():
     assert "shipped_teacher_sentence" in code("16_teacher_knowledge")
     assert "and/or" not in prose("16_teacher_knowledge")
     assert "{{ build_teacher }}" in (REPO / "book" / "intro.md").read_text()
+    assert "{{ shipped_teacher }}" in (REPO / "book" / "course_guide.md").read_text()
     for stem in ("02_teacher", "16_teacher_knowledge"):
         assert "two sample photographs" not in prose(stem).split("16.2")[0]
 

@@ -14,7 +14,8 @@ And what the Markdown pages show that must not be written by hand (MyST substitu
 starts, so they follow the package and ``results/`` of the build):
 
 - ``{{ build_teacher }}``: the teacher this build used (``$DSKD_TEACHER``), described from its provenance
-  file (:func:`dskd.report.teacher.build_teacher_markdown`);
+  file (:func:`dskd.report.teacher.build_teacher_markdown`); ``{{ shipped_teacher }}``: the teacher the
+  package ships, from the same file;
 - ``{{ runs_table }}`` and ``{{ runs_summary }}``: the "runs in this book" table (:mod:`dskd.report.runs`);
 - ``{{ course_hours }}``: the course's total time, added up from the course guide's own table
   (:func:`course_minutes`).
@@ -62,12 +63,13 @@ def course_hours_text(guide: str) -> str:
 
 def set_substitutions(app, config) -> None:
     from dskd.report.runs import runs_markdown, runs_summary
-    from dskd.report.teacher import build_teacher_markdown
+    from dskd.report.teacher import build_teacher_markdown, shipped_teacher_sentence
 
     guide = Path(app.srcdir) / "book" / "course_guide.md"
     subs = dict(getattr(config, "myst_substitutions", None) or {})
     subs.update({
         "build_teacher": build_teacher_markdown(),
+        "shipped_teacher": shipped_teacher_sentence(),
         "runs_table": runs_markdown(base="../notebooks/"),
         "runs_summary": runs_summary(),
         "course_hours": course_hours_text(guide.read_text(encoding="utf-8")),

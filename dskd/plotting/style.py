@@ -133,8 +133,13 @@ def fit_to_column(fig: Figure, width_in: float = COLUMN_IN) -> None:
             new_panel_w = width_in / per_row
             panel_h = h * min(1.0, max(0.6, new_panel_w / old_panel_w))
             gs = fig.add_gridspec(rows, per_row)
+            ylabel = panels[0].get_ylabel()
             for k, ax in enumerate(panels):
                 ax.set_subplotspec(gs[k // per_row, k % per_row])
+                if k % per_row == 0:  # a panel that starts a row shows its y axis, even if shared
+                    ax.tick_params(labelleft=True)
+                    if not ax.get_ylabel() and ylabel and ax.get_shared_y_axes().joined(ax, panels[0]):
+                        ax.set_ylabel(ylabel)
             fig.set_size_inches(width_in, panel_h * rows + 0.35 * (rows - 1), forward=False)
         else:
             fig.set_size_inches(width_in, h * math.sqrt(width_in / w), forward=False)
