@@ -175,6 +175,11 @@ def warm_up(out_dir: Path) -> float:
 
 
 def figure_count(nb: nbformat.NotebookNode) -> int:
-    """Image outputs (PNG or SVG) in a notebook's code cells."""
+    """Figures in a notebook's code cells: image outputs (PNG or SVG), and explorers, whose static player
+    (an HTML output, dskd/widgets/static.py) shows their figure in the book."""
+    def is_figure(data) -> bool:
+        return ("image/png" in data or "image/svg+xml" in data
+                or 'class="dskd-player"' in "".join(data.get("text/html", "")))
+
     return sum(1 for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
-               if "image/png" in o.get("data", {}) or "image/svg+xml" in o.get("data", {}))
+               if is_figure(o.get("data", {})))
