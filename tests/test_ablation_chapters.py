@@ -13,7 +13,7 @@ CHAPTERS = {  # chapter -> the studies it reads
     "13_ablation_extras": ("teacher", "lambda", "normalization", "loss-form", "sigma"),
 }
 RESULTS_LINE = 'RESULTS = results_path("ablations", "mt-defects")'
-CFG_LINE = "cfg = TrainConfig.quick(epochs=4)"
+CFG_LINE = 'cfg = TrainConfig.quick(category="fabric", epochs=4)'
 TINY_LIVE = "cfg = TrainConfig.quick(epochs=1, n_train=16, n_test=24)"  # the live part, shrunk for these runs
 FAKE = TrainConfig.quick(teacher="random", image_size=32, epochs=1, n_train=8, n_test=18, batch_size=8)
 

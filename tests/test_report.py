@@ -115,6 +115,16 @@ def test_the_runs_of_the_repository_explain_its_mt_defects_numbers():
     assert "[15](../notebooks/15_results.ipynb)" in table and "[10](../notebooks/10_ablation_architecture.ipynb)" in table
 
 
+def test_the_live_studies_use_the_category_the_runs_page_names():
+    import nbformat
+
+    for stem in ("08_inference", "10_ablation_architecture", "11_ablation_dfe", "12_ablation_layers",
+                 "13_ablation_extras"):
+        nb = nbformat.read(REPO / "notebooks" / f"{stem}.ipynb", as_version=4)
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        assert f'TrainConfig.quick(category="{runs_report.LIVE_STUDY_CATEGORY}"' in code, stem
+
+
 def test_every_recorded_folder_names_the_chapters_that_use_it():
     for folder in runs_report.folders_in(REPO / "results"):
         for stem in runs_report.chapters_using(folder):
@@ -148,7 +158,7 @@ def test_runs_table_of_a_fake_tree(fake_results):
     assert runs[("mt-defects-100-epochs", "mt-defects")]["epochs"] == 3
     table = runs_report.runs_markdown(fake_results)
     assert table.count("\n") == 2 + 4 - 1 + 1  # header, rule, four recorded rows, the live row
-    assert "| synthetic (disc, generated) |" in table
+    assert "| synthetic (disc; fabric in chapters 8 and 10-13), generated |" in table
 
 
 # ----------------------------------------------------------------------------- chapter 15's report

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..config import TrainConfig
 from ..results import results_root
+from .teacher import teacher_in_use
 
 #: a recorded result folder (relative to results/) -> the chapters that read it (notebook stems)
 WHERE_USED: dict[str, tuple[str, ...]] = {
@@ -27,6 +28,9 @@ WHERE_USED: dict[str, tuple[str, ...]] = {
 #: the settings of DS as the paper trains it; an ablation record with all of them is the study's baseline
 BASELINE = {"structure": "DS", "use_dfe": True, "layers": [1, 2, 3], "lam": 0.1, "normalization": "unit",
             "loss_form": "pixel", "sigma": 4.0}
+#: the synthetic category of the live studies of chapters 8 and 10-13 (harder than the default, so that
+#: their variants differ on screen)
+LIVE_STUDY_CATEGORY = "fabric"
 #: the page of the book that shows the table (chapters link to it)
 PAGE = "book/runs_in_this_book"
 
@@ -124,7 +128,8 @@ def runs_markdown(root: Optional[os.PathLike] = None, *, base: str = "../noteboo
         lines.append(f"| {r['data']} | `{r['teacher']}` | {r['epochs']} | {size} | {seeds} | **{auroc}** | "
                      f"{r['what']} | `{r['folder']}/` | {', '.join(chapter_link(c, base) for c in r['where'])} |")
     quick = TrainConfig.quick()
-    lines.append(f"| synthetic ({quick.category}, generated) | `$DSKD_TEACHER` (this build: see above) | "
+    lines.append(f"| synthetic ({quick.category}; {LIVE_STUDY_CATEGORY} in chapters 8 and 10-13), generated | "
+                 f"`{teacher_in_use()}` (`$DSKD_TEACHER`) | "
                  f"{quick.epochs} by default, fewer where a chapter says | {quick.image_size} x {quick.image_size} | "
                  f"0 | printed by each chapter | the chapter itself, live (`TrainConfig.quick()`) | none | 3-13 |")
     return "\n".join(lines)
