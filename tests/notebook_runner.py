@@ -18,7 +18,7 @@ from typing import Optional
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "book" / "_ext"))
 import nbclient_short_poll  # noqa: E402
@@ -106,7 +106,12 @@ def chapter_paths() -> list[Path]:
     return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) + sorted(NOTEBOOKS.glob("appendix_*.ipynb"))
 
 
-def execute(path: Path, out_dir: Path, timeout: int = 600) -> ExecutedNotebook:
+#: seconds one cell may run before it is stopped: generous, since a machine busy with other work slows a
+#: chapter down without making it more costly (the budget is checked on the kernel's CPU time)
+CELL_TIMEOUT_S = 1800
+
+
+def execute(path: Path, out_dir: Path, timeout: int = CELL_TIMEOUT_S) -> ExecutedNotebook:
     import psutil
 
     nb = nbformat.read(path, as_version=4)
@@ -137,8 +142,8 @@ def execute(path: Path, out_dir: Path, timeout: int = 600) -> ExecutedNotebook:
     error = None
     try:
         client.execute()
-    except CellExecutionError as err:
-        error = str(err)
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:  # recorded, and the notebook kept
+        error = f"{type(err).__name__}: {err}"
     seconds = time.perf_counter() - started
     busy = _machine_busy_seconds() - busy_before
     cpu = kernel.get("cpu")
