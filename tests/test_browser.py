@@ -887,3 +887,37 @@ def test_landing_page_links_every_page_of_the_toc(playwright_and_chromium, repor
     docs = toc_files(read_toc())[1:]
     missing = [d for d in docs if html / f"{d}.html" not in linked]
     assert not missing, f"{landing} does not link these pages of _toc.yml from its text: {missing}"
+
+
+def test_the_static_player_switches_views_in_the_browser(playwright_and_chromium, browser):
+    """The explorers' player on its own page (no book needed): a fixed value before the varying ones, a
+    menu and a slider; each change shows the matching precomputed view, and a combination that was not
+    precomputed snaps the other controls to one that was."""
+    from dskd.widgets.static import player_html
+
+    def frame(*labels):
+        return {"labels": list(labels), "src": "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///ywAAAAAAQABAAACAUwAOw==#" + "-".join(labels),
+                "start": False}
+
+    frames = [frame("fixed", "a", "0"), frame("fixed", "a", "1"), frame("fixed", "a", "2"), frame("fixed", "a", "3"),
+              frame("fixed", "a", "4"), frame("fixed", "b", "0")]
+    grid = {"k": [("fixed", 1)], "menu": [("a", "a"), ("b", "b")],
+            "n": [(str(i), i) for i in range(5)]}
+    page_html = "<html><body>" + player_html(frames, grid, {}, title="t", player_id="p") + "</body></html>"
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_content(page_html)
+        assert page.get_attribute("#p", "data-shown") == "fixed\u001fa\u001f0"
+        result = page.evaluate(_JS_PLAYER_WORKS, "p")  # the first control: the menu, to "b"
+        assert result["ok"], result["why"]
+        assert page.get_attribute("#p", "data-shown") == "fixed\u001fb\u001f0"
+        page.select_option("#p select", "a")
+        page.eval_on_selector("#p input[type=range]", "e => { e.value = 3; e.dispatchEvent(new Event('input')); }")
+        assert page.get_attribute("#p", "data-shown") == "fixed\u001fa\u001f3"
+        assert page.get_attribute("#p img.dskd-player-frame", "src").endswith("#fixed-a-3")
+        page.select_option("#p select", "b")  # (b, 3) was not precomputed: the slider snaps to (b, 0)
+        assert page.get_attribute("#p", "data-shown") == "fixed\u001fb\u001f0"
+        assert page.eval_on_selector("#p input[type=range]", "e => e.value") == "0"
+    finally:
+        context.close()

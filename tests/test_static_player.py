@@ -66,8 +66,8 @@ def test_the_player_has_a_control_per_varying_value_and_states_the_fixed_ones():
                 "level": w.Dropdown(options=[1], value=1, description="level k")}
     page = static_player(_render, controls, title="Demo explorer", max_frames=12, player_id="p1", dpi=40)
     assert page.startswith('<div class="dskd-player" id="p1">') and "<b>Demo explorer</b>" in page
-    assert re.search(r'<input type="range" min="0" max="5" step="1" value="0" data-control="image"', page)
-    assert '<select data-control="layer" aria-label="layer"><option value="conv2_x">conv2_x</option>' \
+    assert re.search(r'<input type="range" min="0" max="5" step="1" value="0" data-control="image" data-index="0"', page)
+    assert '<select data-control="layer" data-index="1" aria-label="layer"><option value="conv2_x">conv2_x</option>' \
            '<option value="conv3_x" selected>conv3_x</option></select>' in page
     assert "fixed here: level k 1" in page and "12 views" in page
     frames = json.loads(re.search(r'class="dskd-player-frames">(.*?)</script>', page).group(1))

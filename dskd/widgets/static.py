@@ -119,26 +119,32 @@ _PLAYER_JS = """(function () {
   var frames = JSON.parse(root.querySelector("script.dskd-player-frames").textContent);
   var controls = Array.prototype.slice.call(root.querySelectorAll("[data-control]"));
   var img = root.querySelector("img.dskd-player-frame");
-  function current() { return controls.map(function (c) {
-      return c.tagName === "SELECT" ? c.value : c.getAttribute("data-values").split("\\u001f")[+c.value]; }); }
-  function setControls(labels) { controls.forEach(function (c, i) {
-      if (c.tagName === "SELECT") { c.value = labels[i]; }
-      else { c.value = c.getAttribute("data-values").split("\\u001f").indexOf(labels[i]); }
+  var shown = frames[0].labels.slice();  // every value of the view on screen, fixed ones included
+  function valueOf(c) {
+    return c.tagName === "SELECT" ? c.value : c.getAttribute("data-values").split("\\u001f")[+c.value]; }
+  function setControls(labels) { controls.forEach(function (c) {
+      var k = +c.getAttribute("data-index");
+      if (c.tagName === "SELECT") { c.value = labels[k]; }
+      else { c.value = c.getAttribute("data-values").split("\\u001f").indexOf(labels[k]); }
       var out = root.querySelector("output[data-for='" + c.getAttribute("data-control") + "']");
-      if (out) out.textContent = labels[i]; }); }
-  function show(changed) {
-    var want = current(), best = null, bestScore = -1;
+      if (out) out.textContent = labels[k]; }); }
+  function show(changed) {  // the frame that keeps the changed value and most of the others
+    var want = shown.slice(), best = null, bestScore = -1;
+    controls.forEach(function (c) { want[+c.getAttribute("data-index")] = valueOf(c); });
     frames.forEach(function (f) {
       if (changed >= 0 && f.labels[changed] !== want[changed]) return;
       var score = f.labels.filter(function (l, i) { return l === want[i]; }).length;
       if (score > bestScore) { best = f; bestScore = score; } });
     if (!best) best = frames[0];
-    setControls(best.labels);
+    shown = best.labels.slice();
+    setControls(shown);
     img.src = best.src;
-    root.setAttribute("data-shown", best.labels.join("\\u001f"));
+    root.setAttribute("data-shown", shown.join("\\u001f"));
   }
-  controls.forEach(function (c, i) { c.addEventListener("input", function () { show(i); });
-                                     c.addEventListener("change", function () { show(i); }); });
+  controls.forEach(function (c) {
+    var k = +c.getAttribute("data-index");
+    c.addEventListener("input", function () { show(k); });
+    c.addEventListener("change", function () { show(k); }); });
   show(-1);
 })();"""
 
@@ -160,13 +166,13 @@ def player_html(frames: Sequence[dict[str, Any]], grid: Mapping[str, Sequence[tu
         if len(present[i]) > 4 and all(_is_number(v) for v in present[i]):
             sep = "\u001f".join(present[i])
             parts.append(f'<label>{label} <input type="range" min="0" max="{len(present[i]) - 1}" step="1" '
-                         f'value="{present[i].index(first[i])}" data-control="{html.escape(n)}" '
+                         f'value="{present[i].index(first[i])}" data-control="{html.escape(n)}" data-index="{i}" '
                          f'data-values="{html.escape(sep)}" aria-label="{label}"> '
                          f'<output data-for="{html.escape(n)}">{html.escape(first[i])}</output></label>')
         else:
             options = "".join(f'<option value="{html.escape(v)}"{" selected" if v == first[i] else ""}>'
                               f"{html.escape(v)}</option>" for v in present[i])
-            parts.append(f'<label>{label} <select data-control="{html.escape(n)}" aria-label="{label}">'
+            parts.append(f'<label>{label} <select data-control="{html.escape(n)}" data-index="{i}" aria-label="{label}">'
                          f"{options}</select></label>")
     note = (f"Precomputed when the book was built: {len(frames)} views"
             + (f"; fixed here: {', '.join(fixed)}" if fixed else "")
