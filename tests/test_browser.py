@@ -275,6 +275,18 @@ _JS_READER = """() => {
       code.push(`"${pre.textContent.split("\\n").sort((a, b) => b.length - a.length)[0].trim().slice(0, 60)}" `
                 + `(${pre.scrollWidth} px in a ${pre.clientWidth} px block)`);
   });
+  // cell code that had to wrap: its longest line is wider than the block (the chapters keep lines within
+  // 88 characters, which must fit the desktop column)
+  const wrapped = [];
+  main.querySelectorAll("div.cell_input pre").forEach(pre => {
+    if (pre.textContent.includes('find_spec("dskd")')) return;  // the install cell (issue 15's) may wrap
+    const saved = pre.style.whiteSpace;
+    pre.style.whiteSpace = "pre";
+    if (pre.scrollWidth > pre.clientWidth + 1)
+      wrapped.push(`"${pre.textContent.split("\\n").sort((a, b) => b.length - a.length)[0].trim().slice(0, 60)}" `
+                   + `(${pre.scrollWidth} px in a ${pre.clientWidth} px block)`);
+    pre.style.whiteSpace = saved;
+  });
   const clipped = [];
   main.querySelectorAll('mjx-container[display="true"]').forEach(m => {
     for (let el = m; el && el !== main; el = el.parentElement) {
@@ -297,7 +309,7 @@ _JS_READER = """() => {
   const cs = getComputedStyle(art);
   const column = art.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
   const article_links = Array.from(art.querySelectorAll("a[href]")).map(a => a.href);
-  return {raw, code, clipped, players, unlinked, column, article_links};
+  return {raw, code, wrapped, clipped, players, unlinked, column, article_links};
 }"""
 
 _JS_PLAYER_WORKS = """async (id) => {
@@ -816,6 +828,14 @@ def test_no_markdown_or_tex_shown_as_text(playwright_and_chromium, reports):
 def test_code_lines_wrap_or_fit_their_block(playwright_and_chromium, reports):
     failures = _reader_failures(reports, "code")
     assert not failures, f"code lines wider than their block, not wrapped:\n{_summary(failures)}"
+
+
+@pytest.mark.slow
+def test_chapter_code_fits_the_desktop_column(playwright_and_chromium, reports):
+    """At 1280 px no line of a code cell needs to wrap: 88 characters fit the column."""
+    failures = {p: [f"wraps: {w}" for w in r.reader.get("wrapped", [])] for p, r in reports.items()}
+    failures = {p: f for p, f in failures.items() if f}
+    assert not failures, f"code cells whose lines do not fit the column at 1280 px:\n{_summary(failures)}"
 
 
 @pytest.mark.slow
