@@ -250,6 +250,7 @@ def summarize(records: Sequence[dict[str, Any]], study: str) -> list[dict[str, A
             values = np.array([r[m] for r in rs if r[m] is not None and not math.isnan(r[m])], dtype=float)
             row[m] = float(values.mean()) if len(values) else float("nan")
             row[m + "_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            row[m + "_seeds"] = values.tolist()  # one value per seed, for the figures' seed spreads
         rows.append(row)
     return rows
 

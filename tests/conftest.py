@@ -305,3 +305,28 @@ def built_book(tmp_path_factory, executed_notebook) -> BuiltBook:
 # ============================================================================
 # END built_book
 # ============================================================================
+
+
+# ============================================================================
+# Every figure the package draws keeps the book's figure rule (dskd/plotting/style.py): at most the column's
+# width, no text under 9 px on screen at desktop width, no title cut off. Checked on every figure that any
+# test makes through the package (figures are made inside dskd_style, which reports each one).
+# ============================================================================
+
+
+@pytest.fixture(autouse=True)
+def figures_keep_the_book_figure_rule():
+    from dskd.plotting.style import on_figure, readability_problems
+
+    problems: list[str] = []
+
+    def check(fig) -> None:
+        found = readability_problems(fig)
+        if found:
+            title = fig._suptitle.get_text().split("\n")[0][:60] if fig._suptitle else "(no title)"
+            problems.append(f"{title!r}: " + "; ".join(found[:4]))
+
+    with on_figure(check):
+        yield
+    if problems:
+        pytest.fail("figures that break the book's figure rule (dskd/plotting/style.py):\n  " + "\n  ".join(problems[:8]))
