@@ -111,7 +111,8 @@ def test_the_runs_of_the_repository_explain_its_mt_defects_numbers():
     summary = runs_report.runs_summary(REPO / "results")
     assert "**71.5** after 5 epochs" in summary and "**96.7** after 100 epochs (1 seed" in summary
     table = runs_report.runs_markdown(REPO / "results")
-    assert "| mt-defects | `offline-pretrained` | 40 | 128 x 128 | 0, 1, 2 | **90.7 ± 2.0** |" in table
+    assert "| mt-defects | `offline-pretrained` | 40 | 128 x 128 | fp32 | 0, 1, 2 | **90.7 ± 2.0** |" in table
+    assert "| mt-defects | `offline-pretrained` | 40 | 128 x 128 | bf16 | 0, 1, 2 | **91.7 ± 3.6** |" in table
     assert "[15](../notebooks/15_results.ipynb)" in table and "[10](../notebooks/10_ablation_architecture.ipynb)" in table
 
 

@@ -19,11 +19,12 @@ from .teacher import teacher_in_use
 WHERE_USED: dict[str, tuple[str, ...]] = {
     "mt-defects": ("15_results",),
     "mt-defects-100-epochs": ("15_results",),
+    "mt-defects-bf16": ("14_complexity",),
     "mvtec": ("15_results",),
     "mvtec3d": ("15_results",),
     "ablations": ("10_ablation_architecture", "11_ablation_dfe", "12_ablation_layers", "13_ablation_extras",
                   "16_teacher_knowledge"),
-    "ablations-40-epochs": ("16_teacher_knowledge",),
+    "ablations-40-epochs": ("10_ablation_architecture", "11_ablation_dfe", "12_ablation_layers", "16_teacher_knowledge"),
 }
 #: the settings of DS as the paper trains it; an ablation record with all of them is the study's baseline
 BASELINE = {"structure": "DS", "use_dfe": True, "layers": [1, 2, 3], "lam": 0.1, "normalization": "unit",
@@ -58,7 +59,8 @@ def _reproduce_rows(root: Path) -> list[dict[str, Any]]:
                      "data": rec["benchmark"] + (f" ({rec['category']})" if rec.get("category") else ""),
                      "teacher": _teacher_name(rec), "epochs": rec.get("training", {}).get("epochs", cfg.get("epochs")),
                      "image_size": cfg.get("image_size"), "seed": rec.get("seed"),
-                     "category": rec.get("category"), "image_auroc": rec["metrics"].get("image_auroc")})
+                     "category": rec.get("category"), "precision": cfg.get("precision", "fp32"),
+                     "image_auroc": rec["metrics"].get("image_auroc")})
     return rows
 
 
@@ -74,14 +76,15 @@ def _ablation_rows(root: Path) -> list[dict[str, Any]]:
             if any(cfg.get(k) != v for k, v in BASELINE.items()):
                 continue
             key = (folder, cfg.get("dataset"), cfg.get("teacher"), cfg.get("epochs"), cfg.get("image_size"),
-                   rec.get("seed"))
+                   cfg.get("precision", "fp32"), rec.get("seed"))
             if key in seen:  # the same trained model serves as every study's baseline
                 continue
             seen.add(key)
             rows.append({"folder": folder, "what": "`dskd ablate` (the studies' DS baseline)",
                          "data": cfg.get("dataset", "n/a"), "teacher": cfg.get("teacher", "n/a"),
                          "epochs": cfg.get("epochs"), "image_size": cfg.get("image_size"), "seed": rec.get("seed"),
-                         "category": cfg.get("category"), "image_auroc": rec.get("image_auroc")})
+                         "category": cfg.get("category"), "precision": cfg.get("precision", "fp32"),
+                         "image_auroc": rec.get("image_auroc")})
     return rows
 
 
@@ -92,13 +95,13 @@ def recorded_runs(root: Optional[os.PathLike] = None) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in _reproduce_rows(root) + _ablation_rows(root):
         key = (r["folder"], r["what"], r["data"] if not r["category"] else r["data"].split(" (")[0], r["teacher"],
-               r["epochs"], r["image_size"])
+               r["epochs"], r["image_size"], r["precision"])
         groups.setdefault(key, []).append(r)
     runs = []
-    for (folder, what, data, teacher, epochs, size), rows in groups.items():
+    for (folder, what, data, teacher, epochs, size, precision), rows in groups.items():
         values = [r["image_auroc"] for r in rows if r["image_auroc"] is not None]
         runs.append({"folder": folder, "what": what, "data": data, "teacher": teacher, "epochs": epochs,
-                     "image_size": size, "seeds": sorted({r["seed"] for r in rows}, key=str),
+                     "image_size": size, "precision": precision, "seeds": sorted({r["seed"] for r in rows}, key=str),
                      "categories": len({r["category"] for r in rows}),
                      "image_auroc": float(np.mean(values)) if values else None,
                      # the sample standard deviation, as the tables of dskd.reproduce and dskd.ablation
@@ -117,20 +120,22 @@ def runs_markdown(root: Optional[os.PathLike] = None, *, base: str = "../noteboo
     """The table of :func:`recorded_runs` as Markdown, with the chapters' live runs as its last row."""
     root = Path(root) if root is not None else results_root()
     runs = recorded_runs(root)
-    lines = ["| data | teacher | epochs | image size | seeds | DS image AUROC | written by | results/ folder | "
-             "used in chapters |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| data | teacher | epochs | image size | precision | seeds | DS image AUROC | written by | "
+             "results/ folder | used in chapters |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in runs:
         auroc = "n/a" if r["image_auroc"] is None else f"{100 * r['image_auroc']:.1f}"
         if r["image_auroc_std"] is not None:
             auroc += f" ± {100 * r['image_auroc_std']:.1f}"
         seeds = ", ".join(map(str, r["seeds"])) + (f" ({r['categories']} categories)" if r["categories"] > 1 else "")
         size = f"{r['image_size']} x {r['image_size']}" if r["image_size"] else "n/a"
-        lines.append(f"| {r['data']} | `{r['teacher']}` | {r['epochs']} | {size} | {seeds} | **{auroc}** | "
+        lines.append(f"| {r['data']} | `{r['teacher']}` | {r['epochs']} | {size} | {r['precision']} | {seeds} | "
+                     f"**{auroc}** | "
                      f"{r['what']} | `{r['folder']}/` | {', '.join(chapter_link(c, base) for c in r['where'])} |")
     quick = TrainConfig.quick()
     lines.append(f"| synthetic ({quick.category}; {LIVE_STUDY_CATEGORY} in chapters 8 and 10-13), generated | "
                  f"`{teacher_in_use()}` (`$DSKD_TEACHER`) | "
                  f"{quick.epochs} by default, fewer where a chapter says | {quick.image_size} x {quick.image_size} | "
+                 f"auto (bf16 where native) | "
                  f"0 | printed by each chapter | the chapter itself, live (`TrainConfig.quick()`) | none | 3-13 |")
     return "\n".join(lines)
 
@@ -142,7 +147,8 @@ def runs_summary(root: Optional[os.PathLike] = None) -> str:
     if not runs:
         return "No MT Defects run is recorded yet, so every number of ours in the book comes from a live run."
     parts = [f"**{100 * r['image_auroc']:.1f}** after {r['epochs']} epochs ({len(r['seeds'])} seed"
-             f"{'s' if len(r['seeds']) > 1 else ''}, `{r['folder']}/`)" for r in sorted(runs, key=lambda r: r["epochs"])]
+             f"{'s' if len(r['seeds']) > 1 else ''}, {r['precision']}, `{r['folder']}/`)"
+             for r in sorted(runs, key=lambda r: (r["epochs"], r["precision"] != "fp32"))]
     teachers = sorted({r["teacher"] for r in runs})
     return (f"The same DS model on MT Defects, with the `{'`, `'.join(teachers)}` teacher at "
             f"{'/'.join(sorted({str(r['image_size']) for r in runs}))} px, scores image AUROC "
