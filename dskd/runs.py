@@ -27,7 +27,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 #: config fields added after the first recorded runs, left out of the key while they hold these values, so
 #: runs recorded before they existed keep their names
-KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {}
+KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {"holdout_fraction": 0.0}
 
 
 def store_root() -> Path:
