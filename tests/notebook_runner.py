@@ -45,7 +45,8 @@ class ExecutedNotebook:
 
 
 def chapter_paths() -> list[Path]:
-    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    """The numbered chapters, then the appendices (``appendix_*.ipynb``): every notebook the book executes."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) + sorted(NOTEBOOKS.glob("appendix_*.ipynb"))
 
 
 def execute(path: Path, out_dir: Path, timeout: int = 600) -> ExecutedNotebook:
