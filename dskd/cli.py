@@ -304,14 +304,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint
     from .outputs import writable_file
 
+    from .export import export_onnx, require_onnx  # onnx, onnxscript and onnxruntime load only here
+
     _check_threshold_arguments(args)
     out = writable_file(Path(args.out) if args.out else Path(args.checkpoint).with_name("model.onnx"),
                         "ONNX file (--out)")
+    require_onnx()
     model, cfg, payload = load_checkpoint(args.checkpoint)
     threshold, notes = decision_threshold(args, payload, args.checkpoint)
     for note in notes:
         print(f"dskd export: note: {note}", file=sys.stderr)
-    from .export import export_onnx  # onnx and onnxscript load only here
 
     info = export_onnx(model, cfg, out, threshold=threshold, checkpoint=args.checkpoint)
     shown = f"threshold {threshold.threshold:.4g} ({threshold.rule})" if threshold is not None else "no threshold"

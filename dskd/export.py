@@ -64,6 +64,11 @@ class ScoringModel(nn.Module):
         return maps, anomaly_score(maps)
 
 
+def require_onnx() -> None:
+    """Raise :class:`ExportError` (saying what to install) unless onnx, onnxscript and onnxruntime import."""
+    _modules()
+
+
 def _modules() -> tuple[Any, Any]:
     try:
         import onnx

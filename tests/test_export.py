@@ -103,3 +103,15 @@ def test_export_without_onnx_says_what_to_install(decision_checkpoint, tmp_path,
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "needs onnx, onnxscript and onnxruntime" in err and "pip install 'dskd[export]'" in err
+
+
+def test_the_recorded_benchmark_times_onnxruntime_beside_pytorch():
+    """results/benchmarks/onnx_vs_pytorch.json, from `python benchmarks/speed.py --onnx-only` (results/README.md)."""
+    recorded = json.loads((REPO / "results" / "benchmarks" / "onnx_vs_pytorch.json").read_text())
+    onnx = recorded["onnx"]
+    assert (onnx["image_size"], onnx["batch"]) == (256, 1)
+    assert set(onnx["latency"]) == {"pytorch plain (maps + score)", "pytorch fast (maps + score)",
+                                    "onnxruntime CPU (maps + score)"}
+    assert all(0 < t["min_s"] <= t["median_s"] for t in onnx["latency"].values())
+    assert onnx["map_rel_diff_vs_pytorch"] <= ONNX_TOLERANCE and onnx["export_check"]["agrees"]
+    assert recorded["machine"]["load_average_1_5_15min"]  # the load it was measured under

@@ -226,7 +226,7 @@ def plot_threshold(
         for (i, j), v in np.ndenumerate(table):
             name = [["TN", "FP"], ["FN", "TP"]][i][j]
             ax.text(j, i, f"{name}\n{v}", ha="center", va="center", fontsize=12)
-        ax.set_xticks([0, 1], ["flagged: no", "flagged: yes"])
+        ax.set_xticks([0, 1], ["not\nflagged", "flagged"])
         ax.set_yticks([0, 1], ["normal", "anomalous"])
         ax.grid(False)
         ax.set_xlabel("decision")
