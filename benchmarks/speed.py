@@ -16,6 +16,11 @@ round, median over the rounds), so a change of load on a shared machine hits all
   eval mode, random weights: the weights do not change the speed) when anomalib is importable
   (it is installed only in the benchmark environment, never in dskd's).
 
+* with ``--onnx`` (or ``--onnx-only``): the file ``dskd export`` writes (networks, Eq. 8-10 in one ONNX
+  graph) run by onnxruntime's CPU provider with as many intra-op threads as torch uses, at 256 x 256,
+  batch 1, beside PyTorch's plain and fast paths computing the same maps and scores, its maps checked
+  against PyTorch's (JSON key ``onnx``).
+
 The goals checked at the end: DS 256 batch-1 median latency <= 0.10 s; inference and a training step
 at >= 60% of the attainable rate; DS's latency per GFLOP no worse than anomalib's; a bf16 training step at
 >= 85% of the attainable bf16 rate (issue "Training at the speed of the CPU").
@@ -25,6 +30,7 @@ Usage::
     python benchmarks/speed.py                 # full run, ~5 minutes on an idle 2-core CPU
     python benchmarks/speed.py --compile       # also torch.compile (first compilation: minutes)
     python benchmarks/speed.py --quick         # tiny sizes, few runs (a smoke test, ~2 minutes)
+    python benchmarks/speed.py --onnx-only     # ONNX vs PyTorch only: results/benchmarks/onnx_vs_pytorch.json
     <venv with anomalib>/bin/python benchmarks/speed.py   # with the anomalib comparison
 
 Writes ``results/benchmarks/speed.json`` (``speed_quick.json`` with ``--quick``) with the machine's
@@ -162,6 +168,47 @@ def _flops(fn: Callable[[], Any]) -> float:
     return float(counter.get_total_flops())
 
 
+def onnx_section(model: torch.nn.Module, size: int, rounds: int) -> dict[str, Any]:
+    """onnxruntime (CPU) running the exported graph beside PyTorch computing the same maps and scores,
+    batch 1, interleaved; {} with the reason when onnx/onnxruntime are not installed."""
+    import tempfile
+
+    from dskd.config import TrainConfig
+    from dskd.export import OPSET, ExportError, export_onnx, onnx_session
+    from dskd.inference import anomaly_score
+
+    cfg = TrainConfig.quick(image_size=size, teacher="random")
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "ds.onnx"
+            info = export_onnx(model, cfg, path)
+            session = onnx_session(path, threads=torch.get_num_threads())
+            version = __import__("onnxruntime").__version__
+    except ExportError as err:
+        print(f"[speed] ONNX skipped: {err}")
+        return {"skipped": str(err)}
+    g = torch.Generator().manual_seed(2)
+    x1 = torch.randn(1, 3, size, size, generator=g)
+    x1_np = x1.numpy()
+    plain_call = inference_call(model, x1)
+    fast_call = inference_call(optimize_for_inference(model, "fast"), x1)
+    calls = {
+        "pytorch plain (maps + score)": lambda: anomaly_score(plain_call()),
+        "pytorch fast (maps + score)": lambda: anomaly_score(fast_call()),
+        "onnxruntime CPU (maps + score)": lambda: session.run(["anomaly_map", "score"], {"images": x1_np}),
+    }
+    maps_onnx = session.run(["anomaly_map", "score"], {"images": x1_np})[0]
+    maps_torch = plain_call()
+    rel = float((torch.from_numpy(maps_onnx) - maps_torch).abs().max() / maps_torch.abs().max())
+    print(f"[speed] timing onnxruntime vs PyTorch at {size}x{size}, batch 1, {rounds} rounds", flush=True)
+    timing = time_interleaved(calls, runs=rounds, warmup=2)
+    plain = timing["pytorch plain (maps + score)"].median_s
+    return {"image_size": size, "batch": 1, "onnxruntime_version": version, "opset": OPSET,
+            "intra_op_threads": torch.get_num_threads(), "bytes": info["bytes"],
+            "map_rel_diff_vs_pytorch": rel, "export_check": info["check"],
+            "latency": {k: {**t.to_dict(), "speedup_vs_pytorch_plain": plain / t.median_s} for k, t in timing.items()}}
+
+
 def threads_experiment(size: int, rounds: int) -> dict[str, Any]:
     """DS latency (batch 1, plain and fast) at 1 and at 2 threads, interleaved, in this process
     (whose OMP_WAIT_POLICY is fixed at start-up)."""
@@ -222,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-threads-experiment", action="store_true",
                     help="skip timing 1 vs 2 threads under both OpenMP wait policies")
     ap.add_argument("--out", help="output JSON (default results/benchmarks/speed.json)")
+    ap.add_argument("--onnx", action="store_true", help="also time the exported ONNX graph with onnxruntime")
+    ap.add_argument("--onnx-only", action="store_true",
+                    help="only the ONNX section (onnxruntime vs PyTorch, batch 1) and the machine's description")
     args = ap.parse_args(argv)
     if args.threads_only:
         import json
@@ -240,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(0)
     model = realistic_batchnorm(DSKD("DS", teacher_weights=None).eval())
+    if args.onnx_only:
+        return _onnx_only(args, model, size, rounds, machine, started)
     flops = count_flops(model, size)["flops"]["total"]
     probes = {**_probes("small" if args.quick else "large"), **bf16_probes("small" if args.quick else "large")}
     probe_calls = {f"probe:{k}": p[0] for k, p in probes.items()}
@@ -390,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
                      and isinstance(v, dict))
         goals["per_gflop_vs_anomalib"] = {"ours_ms_per_gflop": ours, "best_anomalib_ms_per_gflop": theirs,
                                           "met": ours <= theirs}
+    onnx = onnx_section(model, size, rounds) if args.onnx else {}
     payload = {
         "machine": machine,
         "image_size": size, "gflops_ds": flops / 1e9, "threads": torch.get_num_threads(),
@@ -400,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         "inference_b1": latency, "best_b1_variant": best, "compile_seconds": compile_seconds,
         "throughput": throughput, "training": training,
         "training_gflops_per_image": step_flops / 1e9, "anomalib": comparison, "threads_experiment": threads,
+        **({"onnx": onnx} if onnx else {}),
         "goals": goals,
         "notes": ("FLOPs by torch.utils.flop_counter (conv, matmul; 2 per MAC) of the direct convolution; "
                   "Winograd variants execute fewer multiplications, so their fraction is an effective rate. "
@@ -434,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(v, dict):
                 print(f"  {k:>28}: {v['median_s'] * 1e3:7.1f} ms  {v['gflops']:5.2f} GFLOPs  "
                       f"{v['ms_per_gflop']:5.1f} ms/GFLOP  {v['params_m']:.1f} M params")
+    if onnx:
+        _print_onnx(onnx)
     if threads:
         print("\n1 vs 2 threads (DS batch 1, median ms), per OpenMP wait policy:")
         for pol, v in threads.items():
@@ -447,6 +503,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {k}: {'MET' if v['met'] else 'not met'}  {v}")
     print(f"\n{out} ({payload['seconds']:.0f} s)")
     return 0
+
+
+def _print_onnx(onnx: dict[str, Any]) -> None:
+    if "latency" not in onnx:
+        print(f"\nONNX: {onnx.get('skipped')}")
+        return
+    print(f"\nONNX (onnxruntime {onnx['onnxruntime_version']}, {onnx['intra_op_threads']} threads) vs PyTorch, "
+          f"{onnx['image_size']}x{onnx['image_size']}, batch 1; maps rel diff {onnx['map_rel_diff_vs_pytorch']:.1e}:")
+    for k, v in onnx["latency"].items():
+        print(f"  {k:>32}: {v['median_s'] * 1e3:7.1f} ms (min {v['min_s'] * 1e3:6.1f})  "
+              f"x{v['speedup_vs_pytorch_plain']:.2f} vs PyTorch plain")
+
+
+def _onnx_only(args: argparse.Namespace, model: torch.nn.Module, size: int, rounds: int, machine: dict[str, Any],
+               started: float) -> int:
+    onnx = onnx_section(model, size, rounds)
+    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    payload = {"machine": machine, "image_size": size, "threads": torch.get_num_threads(), "onnx": onnx,
+               "notes": "Teacher: random init (speed does not depend on weights); BatchNorm statistics set away "
+                        "from the defaults, as a trained model's.",
+               "seconds": time.perf_counter() - started, "provenance": provenance("cpu", quick=args.quick)}
+    out = Path(args.out) if args.out else REPO / "results" / "benchmarks" / "onnx_vs_pytorch.json"
+    write_json(out, payload)
+    _print_onnx(onnx)
+    print(f"\n{out} ({payload['seconds']:.0f} s)")
+    return 0 if "latency" in onnx else 1
 
 
 if __name__ == "__main__":
