@@ -458,7 +458,7 @@ def _recorded_numbers(chapter: str) -> list[str]:
     """Numbers that only the recorded results can put into ``chapter``'s outputs, as the chapter prints them."""
     if chapter == "15_results":
         ours = json.loads((REPO / "results" / "mt-defects" / "table5.json").read_text())["ours"]
-        return [f"{ours[m]['value']:.1f}" for m in ("image_auroc", "pixel_auroc", "pro")]
+        return [f"{ours[m]['value']:.1f} ± {ours[m]['std']:.1f}" for m in ("image_auroc", "pixel_auroc", "pro")]
     if chapter == "09_metrics":
         bench = json.loads((REPO / "results" / "benchmarks" / "metrics.json").read_text())
         return [bench["machine"]["cpu_model"]] + [f"{c['ours']['median_s']:.2f} s" for c in bench["cases"]]
@@ -794,3 +794,60 @@ def test_make_pdf_makes_one_pdf_of_the_whole_book(built_book, tmp_path):
         assert flat(page.title) == flat(title), f"{doc}: bookmark {page.title!r}, heading {title!r}"
         first = flat(reader.pages[page.first_page].extract_text())
         assert flat(title)[:30] in first, f"{doc}: its first PDF page does not start with {title!r}: {first[:200]!r}"
+
+
+# ============================================================================ dskd.results: where the records are
+
+
+@pytest.fixture
+def result_places(tmp_path, monkeypatch):
+    """Three results folders (given, repository, installed), each with its README.md; $DSKD_RESULTS unset."""
+    import dskd.results as results
+
+    places = {}
+    for name in ("given", "env", "repository", "installed"):
+        folder = tmp_path / name
+        (folder / "mt-defects").mkdir(parents=True)
+        (folder / "README.md").write_text(f"# {name}\n")
+        (folder / "mt-defects" / "table5.json").write_text(json.dumps({"from": name}))
+        places[name] = folder
+    monkeypatch.delenv("DSKD_RESULTS", raising=False)
+    monkeypatch.setattr(results, "_REPO_RESULTS", places["repository"])
+    monkeypatch.setattr(results, "_INSTALLED_RESULTS", places["installed"])
+    return places
+
+
+def test_results_root_prefers_the_repository_then_the_installed_copy(result_places):
+    from dskd.results import load_json, results_path, results_root
+
+    assert results_root() == result_places["repository"]
+    assert load_json("mt-defects", "table5.json") == {"from": "repository"}
+    assert results_path("mt-defects", "seed9.json") == result_places["repository"] / "mt-defects" / "seed9.json"
+    (result_places["repository"] / "README.md").unlink()  # a pip install: no repository beside the package
+    assert results_root() == result_places["installed"]
+    assert load_json("mt-defects", "table5.json") == {"from": "installed"}
+
+
+def test_results_root_follows_dskd_results_and_an_explicit_folder(result_places, monkeypatch):
+    from dskd.results import results_root
+
+    monkeypatch.setenv("DSKD_RESULTS", str(result_places["env"]))
+    assert results_root() == result_places["env"]
+    assert results_root(prefer=result_places["given"]) == result_places["given"]
+
+
+def test_results_root_names_every_place_it_looked_in(result_places):
+    from dskd.results import results_root
+
+    for folder in ("repository", "installed"):
+        (result_places[folder] / "README.md").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no recorded results found \(looked in .*the repository: .*"
+                                                r"the installed package: .*reinstall dskd or set DSKD_RESULTS"):
+        results_root()
+
+
+def test_load_json_says_which_record_is_missing(result_places):
+    from dskd.results import load_json
+
+    with pytest.raises(FileNotFoundError, match=r"recorded result 'mvtec/table1.json' is not in .*repository"):
+        load_json("mvtec", "table1.json")
