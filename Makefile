@@ -45,12 +45,14 @@ student-notebooks: $(STAMP)
 #   make lab LAB_ARGS="--no-browser --ip=127.0.0.1 --port=8899"
 LAB_ARGS ?=
 LAB_STAMP := $(VENV)/.lab-stamp
+# JupyterLab refuses to run as root unless told; root is the usual user in containers and CI
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 $(LAB_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,book,lab]"
 	touch $(LAB_STAMP)
 
 lab: $(LAB_STAMP)
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ROOT) $(LAB_ARGS)
 
 # The wheel that `pip install` builds, in dist/: the package, its teacher weights and a copy of results/
 # as dskd/_results (setup.py), so the chapters show the recorded numbers outside this repository.

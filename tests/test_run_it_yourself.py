@@ -572,7 +572,8 @@ def test_make_lab_serves_the_chapters_in_jupyterlab():
         with urllib.request.urlopen(f"{base}/api/kernelspecs?token={token}", timeout=30) as r:
             assert "python3" in json.load(r)["kernelspecs"]
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
