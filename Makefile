@@ -63,9 +63,11 @@ wheel: $(STAMP)
 
 # The whole book as one PDF, offline: Chromium prints every page of the built HTML book (in _toc.yml's
 # order) and the pages are joined, with a bookmark per page (tools/book_pdf.py). DSKD_CHROMIUM names the
-# browser (default /usr/bin/chromium, which `make browser` installs). Also copied into the HTML book.
+# browser (default /usr/bin/chromium, which `make browser` installs). It is also copied into the HTML book,
+# and the book is built again (nothing is executed again) so that the page Run it yourself links it.
 pdf: book browser
 	$(PY) -m tools.book_pdf _build/html _build/pdf/dskd-book.pdf --copy-to _build/html/downloads/dskd-book.pdf
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 # Rewrite every chapter's install cell and every mention of the repository from _config.yml's
 # repository.url (the one place that names it); `python -m tools.repository --check` only checks.

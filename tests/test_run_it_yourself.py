@@ -544,44 +544,114 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class _MakeLab:
+    """``make lab`` on a free loopback port with a known token, in its own process group."""
+
+    def __init__(self, extra_args: str = "", env: dict | None = None) -> None:
+        self.port, self.token = _free_port(), "dskd-test-token"
+        args = f"--no-browser --ip=127.0.0.1 --port={self.port} --IdentityProvider.token={self.token} {extra_args}"
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(["make", "lab", f"LAB_ARGS={args.strip()}"], cwd=REPO, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                     env={**os.environ, **(env or {})})
+
+    def get(self, path: str, timeout: float = 30):
+        sep = "&" if "?" in path else "?"
+        with urllib.request.urlopen(f"{self.base}{path}{sep}token={self.token}", timeout=timeout) as r:
+            body = r.read()
+        return json.loads(body) if r.headers.get_content_type() == "application/json" else body.decode()
+
+    def wait(self, limit_s: float = 600):
+        """The root listing, once the server answers (the first `make lab` installs JupyterLab)."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"make lab exited with {self.proc.returncode}:\n{self.proc.stdout.read()[-3000:]}")
+            try:
+                return self.get("/api/contents/", timeout=5)
+            except OSError:
+                time.sleep(1)
+        pytest.fail(f"JupyterLab did not answer on {self.base} within {limit_s:.0f} s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
 @pytest.mark.slow
 def test_make_lab_serves_the_chapters_in_jupyterlab():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    port, token = _free_port(), "dskd-test-token"
-    args = f"--no-browser --ip=127.0.0.1 --port={port} --IdentityProvider.token={token}"
-    proc = subprocess.Popen(["make", "lab", f"LAB_ARGS={args}"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    lab = _MakeLab()
     try:
-        listing, deadline = None, time.monotonic() + 600  # the first `make lab` installs JupyterLab
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"make lab exited with {proc.returncode}:\n{proc.stdout.read()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/api/contents/?token={token}", timeout=5) as r:
-                    listing = json.load(r)
-                break
-            except OSError:
-                time.sleep(1)
-        assert listing is not None, f"JupyterLab did not answer on {base} within 10 minutes"
+        listing = lab.wait()
         names = {item["name"] for item in listing["content"]}
         assert {p.name for p in CHAPTERS} <= names, f"JupyterLab's root is not notebooks/: {sorted(names)}"
-        with urllib.request.urlopen(f"{base}/lab?token={token}", timeout=30) as r:
-            assert "JupyterLab" in r.read().decode()
-        with urllib.request.urlopen(f"{base}/api/kernelspecs?token={token}", timeout=30) as r:
-            assert "python3" in json.load(r)["kernelspecs"]
+        assert "JupyterLab" in lab.get("/lab")
+        assert "python3" in lab.get("/api/kernelspecs")["kernelspecs"]
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        lab.stop()
     # the widget manager that draws the explorers is installed as a JupyterLab extension
     labext = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "@jupyter-widgets" / "jupyterlab-manager"
     assert labext.is_dir(), f"ipywidgets' JupyterLab extension is not installed ({labext})"
+
+
+@pytest.mark.slow
+def test_an_explorer_is_live_in_make_lab(tmp_path):
+    """Chapter 1 opened in `make lab` in Chromium, all cells run: moving the explorer's slider redraws
+    its figure (a round trip through the kernel). Autosave is off, so the chapter file is not touched."""
+    chromium = Path(os.environ.get("DSKD_CHROMIUM", "/usr/bin/chromium"))
+    if not chromium.is_file():
+        pytest.skip(f"no browser at {chromium}: `make browser` (apt-get install chromium, as root) installs it")
+    from playwright.sync_api import sync_playwright
+
+    chapter = REPO / "notebooks" / "01_data.ipynb"
+    before = chapter.read_bytes()
+    settings = tmp_path / "settings" / "@jupyterlab" / "docmanager-extension"
+    settings.mkdir(parents=True)
+    (settings / "plugin.jupyterlab-settings").write_text(json.dumps({"autosave": False}))
+    lab = _MakeLab("--LabApp.expose_app_in_browser=True",
+                   env={"JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+                        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces")})
+    try:
+        lab.wait()
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(chromium), headless=True,
+                                        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.set_default_timeout(240_000)
+                page.goto(f"{lab.base}/lab/tree/{chapter.name}?token={lab.token}")
+                page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook')")
+                page.wait_for_function("""() => {
+                    const w = window.jupyterapp.shell.currentWidget;
+                    return w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel
+                        && w.sessionContext.session.kernel.status === 'idle'; }""")
+                page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+                slider = page.locator(".widget-slider").first
+                slider.wait_for(state="visible")
+                explorer = page.locator(".widget-vbox", has=slider).first
+                image = explorer.locator(".widget-output img").first
+                image.wait_for(state="visible")
+                first = image.get_attribute("src")
+                explorer.locator(".widget-slider .noUi-handle, .widget-slider [role=slider]").first.focus()
+                page.keyboard.press("ArrowRight")
+                # the explorer clears its output and shows a new figure: look the image up afresh
+                page.wait_for_function("""([root, src]) => {
+                    const img = root.querySelector('.widget-output img');
+                    return img && img.getAttribute('src') !== src; }""", arg=[explorer.element_handle(), first])
+                readout = explorer.locator(".widget-readout").first.inner_text()
+                assert readout.strip() == "1", f"the slider reads {readout!r} after one step"
+            finally:
+                browser.close()
+    finally:
+        lab.stop()
+    assert chapter.read_bytes() == before, "running the chapter in JupyterLab changed notebooks/01_data.ipynb"
 
 
 def test_make_lab_is_documented_in_the_readme():

@@ -23,6 +23,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+#: print-only fixes: code wraps at the page's edge instead of being cut off; in-page "Contents" boxes and
+#: buttons that do nothing on paper are left out
+PRINT_CSS = """
+pre, pre code, .highlight pre, div.output pre { white-space: pre-wrap !important; overflow-wrap: anywhere; }
+.bd-sidebar-secondary, .header-article, .prev-next-area, .headerlink, .copybtn, .bd-footer-article,
+.bd-footer { display: none !important; }
+"""
 #: how long one page may take to load, typeset and print (ms)
 PAGE_TIMEOUT_MS = 120_000
 
@@ -99,6 +106,7 @@ def book_pdf(html_dir: Path | str, out: Path | str, toc_path: Path | str = REPO_
             for i, doc in enumerate(docs):
                 page.goto((html_dir / f"{doc}.html").resolve().as_uri(), wait_until="load")
                 title = page.evaluate(_READY_JS)
+                page.add_style_tag(content=PRINT_CSS)
                 part = Path(tmp) / f"{i:03d}.pdf"
                 page.pdf(path=str(part), format="A4", print_background=True, prefer_css_page_size=False,
                          margin={"top": "15mm", "bottom": "15mm", "left": "14mm", "right": "14mm"})
@@ -106,7 +114,7 @@ def book_pdf(html_dir: Path | str, out: Path | str, toc_path: Path | str = REPO_
                 first = len(writer.pages)
                 for pdf_page in reader.pages:
                     writer.add_page(pdf_page)
-                writer.add_outline_item(title, first)
+                writer.add_outline_item(title=title, page_number=first)
                 printed.append(PrintedPage(doc, title, first, len(reader.pages)))
         finally:
             browser.close()

@@ -11,6 +11,11 @@ Loaded from _config.yml (`sphinx: local_extensions`). When the HTML builder star
 renders a link to the zip and a table with one row per chapter: its page, its student copy, and the
 address that opens it in Colab, built from ``repository.url``/``branch`` and ``launch_buttons.colab_url``
 in _config.yml exactly as the Colab launch button of the chapter's page is.
+
+The directive ``{dskd-book-pdf}`` links the PDF of the whole book (``downloads/dskd-book.pdf``, which
+``make pdf`` prints from the built pages and then rebuilds the pages that link it) where that file
+exists, and otherwise says how to make it: a build without ``make pdf`` has no dead link. Pages that use
+it are read again on every build, since the file comes and goes outside Sphinx's view.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from sphinx.util.docutils import SphinxDirective
 #: where the downloads go, relative to the HTML output folder
 DOWNLOADS = "downloads"
 ZIP_NAME = "dskd-notebooks.zip"
+PDF_NAME = "dskd-book.pdf"
 
 
 def chapter_notebooks(srcdir: Path) -> list[Path]:
@@ -115,7 +121,46 @@ class ChapterDownloads(SphinxDirective):
         return row
 
 
+class BookPdf(SphinxDirective):
+    """A link to the PDF of the whole book where ``make pdf`` has put it, else how to make it."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        docs = getattr(self.env, "dskd_pdf_docs", set())
+        docs.add(self.env.docname)
+        self.env.dskd_pdf_docs = docs
+        para = nodes.paragraph()
+        pdf = Path(self.env.app.outdir) / DOWNLOADS / PDF_NAME
+        if pdf.is_file():
+            up = "../" * self.env.docname.count("/")
+            para += nodes.Text("The whole book as one PDF, printed from these pages: ")
+            para += nodes.reference("", PDF_NAME, refuri=f"{up}{DOWNLOADS}/{PDF_NAME}", classes=["dskd-book-pdf"])
+            para += nodes.Text(f" ({pdf.stat().st_size / 1e6:.0f} MB).")
+        else:
+            para += nodes.Text("This build of the book has no PDF: ")
+            para += nodes.literal("", "make pdf")
+            para += nodes.Text(" prints these pages to one (offline, with Chromium) and links it here.")
+        return [para]
+
+
+def _pdf_pages_are_outdated(app, env, added, changed, removed) -> list[str]:
+    return sorted(getattr(env, "dskd_pdf_docs", set()) - set(removed))
+
+
+def _purge(app, env, docname) -> None:
+    getattr(env, "dskd_pdf_docs", set()).discard(docname)
+
+
+def _merge(app, env, docnames, other) -> None:
+    env.dskd_pdf_docs = getattr(env, "dskd_pdf_docs", set()) | (getattr(other, "dskd_pdf_docs", set()) & docnames)
+
+
 def setup(app):
     app.connect("builder-inited", write_downloads)
+    app.connect("env-get-outdated", _pdf_pages_are_outdated)
+    app.connect("env-purge-doc", _purge)
+    app.connect("env-merge-info", _merge)
     app.add_directive("dskd-chapter-downloads", ChapterDownloads)
+    app.add_directive("dskd-book-pdf", BookPdf)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
