@@ -922,3 +922,77 @@ def test_load_json_says_which_record_is_missing(result_places):
 
     with pytest.raises(FileNotFoundError, match=r"recorded result 'mvtec/table1.json' is not in .*repository"):
         load_json("mvtec", "table1.json")
+
+
+# ============================================================================ the download directives, in a small Sphinx build
+
+
+def _tiny_book(root: Path, chapters: list[Path]) -> Path:
+    """A Sphinx project (reST) with the page of downloads at book/run.rst and the given chapters."""
+    (root / "book").mkdir(parents=True)
+    (root / "notebooks").mkdir()
+    for path in chapters:
+        shutil.copy2(path, root / "notebooks" / path.name)
+    (root / "conf.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(REPO / 'book' / '_ext')!r})\n"
+        "extensions = ['dskd_downloads']\n"
+        "html_theme_options = {'repository_url': 'https://github.com/some-org/some-course',\n"
+        "                      'repository_branch': 'trunk',\n"
+        "                      'launch_buttons': {'colab_url': 'https://colab.research.google.com'}}\n"
+        "html_theme = 'sphinx_book_theme'\n"
+        "exclude_patterns = ['_build']\n")
+    (root / "index.rst").write_text("Index\n=====\n\n.. toctree::\n\n   book/run\n" +
+                                    "".join(f"   notebooks/{p.stem}\n" for p in chapters))
+    (root / "book" / "run.rst").write_text("Run\n===\n\n.. dskd-book-pdf::\n\n.. dskd-chapter-downloads::\n")
+    for path in chapters:  # stand-ins for the chapters' pages (the real book renders the notebooks)
+        (root / "notebooks" / f"{path.stem}.rst").write_text(f"{path.stem}\n{'=' * len(path.stem)}\n")
+    return root
+
+
+def _sphinx(root: Path) -> str:
+    proc = subprocess.run([sys.executable, "-m", "sphinx", "-W", "-n", "-q", "-b", "html", str(root),
+                           str(root / "_build" / "html")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return (root / "_build" / "html" / "book" / "run.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_the_download_page_links_every_chapter_its_student_copy_and_colab(tmp_path):
+    from dskd.student_copies import make_student_copies
+
+    root = _tiny_book(tmp_path / "src", CHAPTERS[:2])
+    page = _sphinx(root)
+    html = root / "_build" / "html"
+    hrefs = [h for h, _ in _links(html / "book" / "run.html")]
+    copies = make_student_copies(root / "notebooks", tmp_path / "copies")
+    with zipfile.ZipFile(html / "downloads" / "dskd-notebooks.zip") as zf:
+        assert zf.namelist() == [f"dskd-notebooks/{p.name}" for p in copies]
+    assert "All 2 chapters in one file" in page and "../downloads/dskd-notebooks.zip" in hrefs
+    for chapter, copy in zip(CHAPTERS[:2], copies):
+        assert f"../downloads/notebooks/{chapter.name}" in hrefs
+        assert (html / "downloads" / "notebooks" / chapter.name).read_bytes() == copy.read_bytes()
+        assert (f"https://colab.research.google.com/github/some-org/some-course/blob/trunk/notebooks/{chapter.name}"
+                in hrefs)
+        assert f"../notebooks/{chapter.stem}.html" in hrefs
+        title = json.loads(chapter.read_text())["cells"][0]["source"][0].lstrip("# ").strip()
+        assert title in page.replace("\u2019", "'"), f"the page does not name chapter {title!r}"
+
+
+@pytest.mark.slow
+def test_the_pdf_is_linked_only_where_make_pdf_has_put_it(tmp_path):
+    root = _tiny_book(tmp_path / "src", CHAPTERS[:1])
+    page = _sphinx(root)
+    assert "This build of the book has no PDF" in page and "dskd-book.pdf" not in page
+    (root / "_build" / "html" / "downloads" / "dskd-book.pdf").write_bytes(b"%PDF-1.4 stand-in")
+    page = _sphinx(root)  # the page is read again, though no source changed
+    assert 'href="../downloads/dskd-book.pdf"' in page and "no PDF" not in page
+
+
+@pytest.mark.slow
+def test_the_download_page_needs_chapters(tmp_path):
+    root = _tiny_book(tmp_path / "src", [])
+    proc = subprocess.run([sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", str(root),
+                           str(root / "_build" / "html")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "nothing to zip" in proc.stderr and "notebooks (*.ipynb)" in proc.stderr
