@@ -383,6 +383,30 @@ def test_the_wheel_ships_every_recorded_result_and_no_checkpoint(wheel):
 
 
 @pytest.mark.slow
+def test_a_wheel_built_from_the_sdist_ships_the_same_results(wheel, tmp_path):
+    """`python -m build` makes an sdist, then the wheel from it: MANIFEST.in must carry results/ there."""
+    import tarfile
+
+    src = tmp_path / "dskd"
+    shutil.copytree(REPO, src, ignore=_SOURCE_IGNORE)
+    code = ("import sys\nfrom setuptools import build_meta as b\n"
+            "sdist = b.build_sdist(sys.argv[1])\nprint(sdist)")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "sdist")], cwd=src, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with tarfile.open(tmp_path / "sdist" / proc.stdout.strip().splitlines()[-1]) as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    unpacked = next((tmp_path / "unpacked").iterdir())
+    proc = subprocess.run([sys.executable, "-c", "import sys\nfrom setuptools import build_meta as b\n"
+                           "print(b.build_wheel(sys.argv[1]))", str(tmp_path / "wheel")], cwd=unpacked,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from_sdist = tmp_path / "wheel" / proc.stdout.strip().splitlines()[-1]
+    with zipfile.ZipFile(from_sdist) as a, zipfile.ZipFile(wheel) as b:
+        assert sorted(a.namelist()) == sorted(b.namelist())
+
+
+@pytest.mark.slow
 def test_the_readme_says_how_big_the_wheel_is(wheel):
     text = (REPO / "README.md").read_text(encoding="utf-8")
     m = re.search(r"wheel is about (\d+(?:\.\d+)?) MB", text)
