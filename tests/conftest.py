@@ -311,8 +311,6 @@ def built_book(tmp_path_factory, executed_notebook) -> BuiltBook:
 # Every figure the package draws keeps the book's figure rule (dskd/plotting/style.py): at most the column's
 # width, no text under 9 px on screen at desktop width, no title cut off. Checked on every figure that any
 # test makes through the package (figures are made inside dskd_style, which reports each one).
-# =====================================================================
-
 # ============================================================================
 
 
@@ -332,7 +330,9 @@ def figures_keep_the_book_figure_rule():
         yield
     if problems:
         pytest.fail("figures that break the book's figure rule (dskd/plotting/style.py):\n  " + "\n  ".join(problems[:8]))
-=======
+
+
+# ============================================================================
 # BEGIN decision fixtures (tests/test_decision.py, tests/test_export.py): a checkpoint that stores its
 # threshold, trained once per session. Names: decision_*
 # ============================================================================
