@@ -422,7 +422,8 @@ def test_a_bad_image_under_a_worker_process_is_one_line(data_make_mvtec_tree, tm
     bad = root / "bottle" / "train" / "good" / "001.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")
     code, err = _run(["train", "--dataset", "mvtec", "--category", "bottle", "--data-root", str(root), *TINY,
-                      "--epochs", "1", "--num-workers", "1", "--out", str(tmp_path / "o")], capsys)
+                      "--epochs", "1", "--holdout", "0", "--num-workers", "1", "--out", str(tmp_path / "o")],
+                     capsys)
     _assert_one_line_error(code, err, "cannot read image", "001.png")
     assert "Original Traceback" not in err and "worker" not in err
 

@@ -5,6 +5,7 @@ The equality checks inside the chapters (teaching code == package code) are test
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from notebook_runner import budget_problems, chapter_paths, figure_count
@@ -94,7 +95,8 @@ def test_15_results_with_recorded_runs(tmp_path, monkeypatch):
     assert f"{100 * rec['metrics']['image_auroc']:.1f}" in out
     assert "Nothing to redraw" not in out  # the checkpoint is there: the grid is redrawn
     mt = [json.loads(f.read_text()) for f in sorted((results / "mt-defects").glob("seed*.json"))]
-    stpm = sum(100 * r["pro_codes"]["stpm"] for r in mt) / len(mt)
+    # a code that gives NaN on a map (STPM's on a tiny model's flat curve) is left out of the mean, as the chapter does
+    stpm = 100 * np.nanmean([np.nan if r["pro_codes"]["stpm"] is None else r["pro_codes"]["stpm"] for r in mt])
     assert f"(mean over {len(mt)} result file{'s' if len(mt) > 1 else ''}): exact" in out  # the PRO codes, measured
     assert f"STPM's, rescaled **{stpm:.1f}**" in out
     longer = json.loads((results / "mt-defects-100-epochs" / "mt-defects" / "seed0.json").read_text())

@@ -42,10 +42,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tools/ (repository tools, not part of the package)
 
 from tools.repository import (  # noqa: E402
-    INSTALL_CELL_TAGS, Repository, check, install_cell_source, read_repository, repository_mentions,
+    INSTALL_CELL_TAGS, Repository, check, install_cell_source, notebook_extras, read_repository,
+    repository_mentions,
 )
 
-CHAPTERS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+# the numbered chapters and the appendices: every notebook of the book
+CHAPTERS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
 def _first_code_cell(path: Path) -> dict:
@@ -86,9 +88,11 @@ def test_every_chapter_starts_with_the_install_cell_of_config(path):
     repo = read_repository(REPO / "_config.yml")
     cell = _first_code_cell(path)
     src = _source(cell)
-    assert src == install_cell_source(repo), (
+    extras = notebook_extras(path)
+    assert "widgets" in extras
+    assert src == install_cell_source(repo, extras), (
         f"{path.name}: its first code cell is not the install cell for {repo.url}; run `make links`")
-    assert f'"dskd[widgets] @ git+{repo.url}"' in src
+    assert f'"dskd[{",".join(extras)}] @ git+{repo.url}"' in src
     assert "output.enable_custom_widget_manager()" in src  # Colab draws ipywidgets 8
     assert cell["metadata"].get("tags") == INSTALL_CELL_TAGS
     assert max(len(line) for line in src.splitlines()) <= 88
@@ -326,12 +330,13 @@ def test_the_optional_imports_are_guarded_where_the_package_makes_them():
 
 def test_the_widgets_extra_holds_everything_a_chapter_imports():
     to_dist = importlib.metadata.packages_distributions()
-    declared = declared_distributions(("widgets",))
+    installed = {p.stem: declared_distributions(notebook_extras(p)) for p in CHAPTERS}  # by its install cell
     missing = {}
     for module, where in sorted(third_party_imports_of_the_chapters().items()):
         dists = {_norm(d) for d in to_dist.get(module, [module])}
-        if not dists & declared:
-            missing[module] = (sorted(dists), sorted(where)[:3])
+        lacking = sorted(w for w in where if not dists & installed[w])
+        if lacking:
+            missing[module] = (sorted(dists), lacking[:3])
     assert not missing, ("modules the chapters import that neither the core requirements nor the "
                          f"`widgets` extra of pyproject.toml name (module: distributions, needed by): {missing}")
 
@@ -882,7 +887,8 @@ def test_make_pdf_makes_one_pdf_of_the_whole_book(built_book, tmp_path):
     outline = [(item.title, reader.get_destination_page_number(item)) for item in reader.outline]
     assert outline == [(p.title, p.first_page) for p in printed]
 
-    def flat(s: str) -> str:
+    def flat(s: str) -> str:  # the book prints typographic quotes (Sphinx's smartquotes) where the source has ' "
+        s = s.translate(str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'}))
         return re.sub(r"\s+", " ", s).strip()
 
     for page, (doc, title) in zip(printed, expected):

@@ -4,8 +4,9 @@
 Jupyter Book builds the launch buttons (Colab, Binder) and the repository button from it; this module
 derives the rest:
 
-- each chapter's install cell (the first code cell of ``notebooks/NN_*.ipynb``), which installs
-  ``dskd[widgets] @ git+<url>`` where ``dskd`` is missing (Colab) and turns on Colab's widget manager;
+- each notebook's install cell (the first code cell of ``notebooks/*.ipynb``), which installs
+  ``dskd[widgets] @ git+<url>`` (plus :data:`NOTEBOOK_EXTRAS`) where ``dskd`` is missing (Colab) and turns
+  on Colab's widget manager;
 - the chapter table of ``book/run_it_yourself.md`` (Colab links; see ``book/_ext/dskd_downloads.py``);
 - every other mention of the repository in the README and the book's pages (``git clone <url>``, the
   ``pip install`` line, the nbgitpuller link), which it rewrites or checks.
@@ -38,6 +39,16 @@ _GITHUB = re.compile(r"github\.com(?P<sep>/|%2F)(?P<owner>[A-Za-z0-9_.-]+)(?P=se
 _URL = re.compile(r"^https://github\.com/(?P<owner>[A-Za-z0-9_.-]+)/(?P<name>[A-Za-z0-9_.-]+?)(\.git)?/?$")
 
 
+#: the extras every notebook's install cell installs, and the notebooks that need more
+DEFAULT_EXTRAS = ("widgets",)
+NOTEBOOK_EXTRAS = {"appendix_deployment": ("widgets", "export")}  # ONNX export and onnxruntime
+
+
+def notebook_extras(path: Path | str) -> tuple[str, ...]:
+    """The extras of ``dskd`` that the notebook at ``path`` imports (its install cell installs them)."""
+    return NOTEBOOK_EXTRAS.get(Path(path).stem, DEFAULT_EXTRAS)
+
+
 @dataclass(frozen=True)
 class Repository:
     """The course's repository as ``_config.yml`` names it."""
@@ -60,8 +71,12 @@ class Repository:
 
     @property
     def pip_requirement(self) -> str:
-        """What the install cell installs: the package with the ``widgets`` extra, from the repository."""
-        return f"dskd[widgets] @ git+https://github.com/{self.slug}"
+        """What a chapter's install cell installs: the package with the ``widgets`` extra, from the repository."""
+        return self.requirement_for(DEFAULT_EXTRAS)
+
+    def requirement_for(self, extras: Sequence[str]) -> str:
+        """The package with ``extras`` (e.g. ``("widgets", "export")``), from the repository."""
+        return f"dskd[{','.join(extras)}] @ git+https://github.com/{self.slug}"
 
     def colab_url(self, path: str) -> str:
         """The Colab address of a notebook in the repository (the form of Jupyter Book's launch button)."""
@@ -86,14 +101,15 @@ def read_repository(config: Path | str = REPO_ROOT / "_config.yml") -> Repositor
                       binder_base=str(launch.get("binderhub_url") or Repository.binder_base))
 
 
-def install_cell_source(repo: Repository) -> str:
-    """The first code cell of every chapter: install ``dskd`` where it is missing; Colab's widget manager."""
+def install_cell_source(repo: Repository, extras: Sequence[str] = DEFAULT_EXTRAS) -> str:
+    """The first code cell of every notebook: install ``dskd[extras]`` where ``dskd`` is missing; Colab's
+    widget manager."""
     return f"""\
 # In Colab or a fresh environment: install dskd and what the chapters use (skipped
 # where dskd is installed, e.g. by `make lab`). Colab: let ipywidgets 8 draw explorers.
 import importlib.util, subprocess, sys
 
-DSKD = "{repo.pip_requirement}"
+DSKD = "{repo.requirement_for(extras)}"
 if importlib.util.find_spec("dskd") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", DSKD], check=True)
 try:
@@ -109,8 +125,8 @@ INSTALL_CELL_TAGS = ["remove-cell"]
 
 
 def chapter_paths(root: Path = REPO_ROOT) -> list[Path]:
-    """The chapters, ``notebooks/NN_*.ipynb``, in order."""
-    return sorted((Path(root) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    """Every notebook of the course, ``notebooks/*.ipynb`` (chapters ``NN_*``, then the appendices), in order."""
+    return sorted((Path(root) / "notebooks").glob("*.ipynb"))
 
 
 def first_code_cell(nb: dict) -> Optional[dict]:
@@ -141,7 +157,7 @@ def install_cell_problems(root: Path, repo: Repository) -> list[str]:
         cell = first_code_cell(read_notebook(path))
         if cell is None:
             problems.append(f"{path.relative_to(root)}: no code cell (the first one must be the install cell)")
-        elif cell_source(cell) != install_cell_source(repo):
+        elif cell_source(cell) != install_cell_source(repo, notebook_extras(path)):
             problems.append(f"{path.relative_to(root)}: the first code cell is not the install cell for {repo.url}")
         elif cell.get("metadata", {}).get("tags") != INSTALL_CELL_TAGS:
             problems.append(f"{path.relative_to(root)}: the install cell's tags are "
@@ -152,8 +168,8 @@ def install_cell_problems(root: Path, repo: Repository) -> list[str]:
 def write_install_cells(root: Path, repo: Repository) -> list[Path]:
     """Rewrite the first code cell of every chapter, and nothing else; return the notebooks changed."""
     changed = []
-    source = install_cell_source(repo)
     for path in chapter_paths(root):
+        source = install_cell_source(repo, notebook_extras(path))
         nb = read_notebook(path)
         cell = first_code_cell(nb)
         if cell is None:
