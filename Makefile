@@ -14,7 +14,7 @@ export DSKD_DATA ?= $(SHARED_DATA)
 endif
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install browser test book demo student-notebooks clean
+.PHONY: install browser test book demo student-notebooks lab wheel pdf links clean
 
 # torch/torchvision pins live in constraints.txt, not in the package's requirements
 # (in Colab, `pip install dskd` keeps Colab's torch).
@@ -46,5 +46,39 @@ demo: $(STAMP)
 student-notebooks: $(STAMP)
 	$(PY) -m dskd.student_copies notebooks/ student_notebooks/
 
+# JupyterLab on the course: installs JupyterLab into .venv once (the `lab` extra), then serves notebooks/
+# (the explorers are live there). LAB_ARGS passes options to it, for example
+#   make lab LAB_ARGS="--no-browser --ip=127.0.0.1 --port=8899"
+LAB_ARGS ?=
+LAB_STAMP := $(VENV)/.lab-stamp
+# JupyterLab refuses to run as root unless told; root is the usual user in containers and CI
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+$(LAB_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,book,lab]"
+	touch $(LAB_STAMP)
+
+lab: $(LAB_STAMP)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ROOT) $(LAB_ARGS)
+
+# The wheel that `pip install` builds, in dist/: the package, its teacher weights and a copy of results/
+# as dskd/_results (setup.py), so the chapters show the recorded numbers outside this repository.
+wheel: $(STAMP)
+	rm -rf build dist
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation -w dist .
+	@$(PY) -c "import glob, os; [print(f'{w}: {os.path.getsize(w) / 1e6:.1f} MB') for w in glob.glob('dist/*.whl')]"
+
+# The whole book as one PDF, offline: Chromium prints every page of the built HTML book (in _toc.yml's
+# order) and the pages are joined, with a bookmark per page (tools/book_pdf.py). DSKD_CHROMIUM names the
+# browser (default /usr/bin/chromium, which `make browser` installs). It is also copied into the HTML book,
+# and the book is built again (nothing is executed again) so that the page Run it yourself links it.
+pdf: book browser
+	$(PY) -m tools.book_pdf _build/html _build/pdf/dskd-book.pdf --copy-to _build/html/downloads/dskd-book.pdf
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+# Rewrite every chapter's install cell and every mention of the repository from _config.yml's
+# repository.url (the one place that names it); `python -m tools.repository --check` only checks.
+links: $(STAMP)
+	$(PY) -m tools.repository
+
 clean:
-	rm -rf _build
+	rm -rf _build build dist

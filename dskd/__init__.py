@@ -11,7 +11,8 @@ __version__ = "0.1.0"
 from .config import TrainConfig, resolve_device
 from .data import DatasetError, MagneticTile, MVTec3DRGB, MVTecAD, SyntheticDefects, build_dataset
 from .evaluation import EvaluationReport, Prediction, evaluate, predict
-from .inference import anomaly_map, anomaly_score, calibrated_threshold, gaussian_blur, paper_threshold
+from .inference import (Calibration, anomaly_map, anomaly_score, calibrated_threshold, gaussian_blur,
+                        paper_threshold)
 from .losses import distillation_map, dskd_loss, normalize_features, pyramid_loss
 from .metrics import image_auroc, pixel_auroc, pro_curve, pro_score
 from .models import (
@@ -23,7 +24,7 @@ from .training import TrainResult, dataset_for, train, train_or_load
 __all__ = [
     "__version__", "TrainConfig", "resolve_device", "DatasetError", "MagneticTile", "MVTec3DRGB", "MVTecAD",
     "SyntheticDefects", "build_dataset", "EvaluationReport", "Prediction", "evaluate", "predict",
-    "anomaly_map", "anomaly_score", "calibrated_threshold", "gaussian_blur", "paper_threshold",
+    "Calibration", "anomaly_map", "anomaly_score", "calibrated_threshold", "gaussian_blur", "paper_threshold",
     "distillation_map", "dskd_loss", "normalize_features", "pyramid_loss", "image_auroc", "pixel_auroc",
     "pro_curve", "pro_score", "DSKD", "DeepFeatureEmbedding", "StudentDecoder", "StudentEncoder",
     "TeacherPyramid", "TeacherWeightsError", "load_checkpoint", "save_checkpoint", "TrainResult",

@@ -61,6 +61,15 @@ STUDIES: dict[str, tuple[Variant, ...]] = {
                       Variant("eq3", {"normalization": "eq3"}, {"normalization": "eq3"})),
     "loss-form": (Variant("pixel", {"loss_form": "pixel"}), Variant("flat", {"loss_form": "flat"})),
     "sigma": tuple(Variant(f"sigma={s:g}", infer={"sigma": s}) for s in (0.0, 2.0, 4.0, 8.0)),
+    # readings of the paper where it is implicit (issue "The paper's own build"; chapter 5)
+    "dfe-blocks": (Variant("1 block", {"dfe_blocks": 1}), Variant("2 blocks", {"dfe_blocks": 2})),
+    "dfe-input": (Variant("raw", {"dfe_input": "raw"}), Variant("normalized", {"dfe_input": "normalized"})),
+    "decoder-gradient": (Variant("l_d trains S_e", {"detach_decoder_input": False}),
+                         Variant("separate", {"detach_decoder_input": True})),
+    # Table 7 read as pairs inside one trained DS model (no retraining)
+    "pairs": (Variant("T vs S_d", infer={"pair": ("teacher", "decoder")}),
+              Variant("T vs S_e", infer={"pair": ("teacher", "encoder")}),
+              Variant("S_e vs S_d", infer={"pair": ("encoder", "decoder")})),
 }
 
 #: the paper's MVTec AD means (image AUROC, pixel AUROC, PRO) in percent, and its table of each study
@@ -241,6 +250,7 @@ def summarize(records: Sequence[dict[str, Any]], study: str) -> list[dict[str, A
             values = np.array([r[m] for r in rs if r[m] is not None and not math.isnan(r[m])], dtype=float)
             row[m] = float(values.mean()) if len(values) else float("nan")
             row[m + "_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            row[m + "_seeds"] = values.tolist()  # one value per seed, for the figures' seed spreads
         rows.append(row)
     return rows
 

@@ -17,12 +17,16 @@ from typing import Any, Optional, Union
 import torch
 from torch.torch_version import TorchVersion
 
-from .config import TrainConfig
+from .config import MIN_HOLDOUT_IMAGES, TRAIN_HOLDOUT_FRACTION, TrainConfig
+from .inference import Calibration, Thresholds
 from .models import DSKD
 
 CHECKPOINT_FORMAT = 1
 #: the keys every checkpoint holds
 CHECKPOINT_KEYS = ("format", "config", "epoch", "history", "provenance", "teacher", "model", "optimizer")
+#: keys added later, absent from older checkpoints: "calibration", the stored decision threshold
+#: (:class:`dskd.inference.Calibration` as plain data, or ``None``)
+OPTIONAL_KEYS = ("calibration",)
 #: classes allowed besides tensors and plain data: older checkpoints stored ``torch.__version__`` as
 #: this ``str`` subclass (new ones store a plain string)
 _SAFE_GLOBALS = [TorchVersion]
@@ -43,6 +47,7 @@ def save_checkpoint(
     optimizer: Optional[torch.optim.Optimizer] = None,
     optimizer_state: Optional[dict[str, Any]] = None,
     model_state: Optional[dict[str, Any]] = None,
+    calibration: Optional[dict[str, Any]] = None,
 ) -> Path:
     """Write a checkpoint atomically: a crash never leaves a half-written ``path``.
 
@@ -51,7 +56,8 @@ def save_checkpoint(
     ``optimizer``: Adam's state (two moment estimates, twice the size of the students' weights), needed
     to continue training exactly; ``None`` writes a checkpoint that can be scored but not continued.
     ``model_state`` / ``optimizer_state`` save given state dicts instead of the live objects' (a
-    snapshot taken at the end of an epoch).
+    snapshot taken at the end of an epoch). ``calibration``: the threshold calibrated on held-out normal
+    images (:meth:`dskd.inference.Calibration.to_dict`), written by the final save of a run that held some out.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +72,7 @@ def save_checkpoint(
         "teacher": str(model.teacher_description),
         "model": model_state if model_state is not None else model.state_dict(),
         "optimizer": optimizer_state,
+        "calibration": plain_data(calibration) if calibration is not None else None,
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -149,6 +156,53 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict[str, Any]:
     return payload
 
 
+def checkpoint_calibration(payload: dict[str, Any], path: Union[str, os.PathLike] = "") -> Optional[Calibration]:
+    """The decision threshold a checkpoint stores, or ``None`` when it has none (written before thresholds
+    travelled with models, or trained without a holdout). A damaged record raises :class:`CheckpointError`."""
+    record = payload.get("calibration")
+    if record is None:
+        return None
+    try:
+        return Calibration.from_dict(record)
+    except ValueError as err:
+        raise CheckpointError(f"{str(path)!r} holds a damaged threshold record: {_first_line(str(err))}") from None
+
+
+def no_threshold_reason(payload: dict[str, Any]) -> str:
+    """Why a checkpoint stores no threshold, in words."""
+    if "calibration" not in payload:
+        return "it was written before checkpoints stored a threshold"
+    holdout = payload.get("config", {}).get("holdout_fraction", 0.0)
+    if not holdout:
+        return "it was trained on every training image (holdout_fraction=0, as reproduce and ablate do)"
+    return (f"its training split was too small for holdout_fraction={holdout} "
+            f"(fewer than {MIN_HOLDOUT_IMAGES} images to calibrate on)")
+
+
+def decision_threshold(payload: dict[str, Any], path: Union[str, os.PathLike] = "", *,
+                       threshold: Optional[float] = None,
+                       false_alarm_rate: Optional[float] = None,
+                       ) -> tuple[Optional[Union[Thresholds, Calibration]], list[str]]:
+    """The Eq. (1) threshold to decide with, and notes for the user: ``threshold`` if given (a number typed
+    by the user), else the checkpoint's held-out scores calibrated for ``false_alarm_rate`` if given, else
+    the stored threshold (both a :class:`Calibration`, which has ``threshold`` and ``rule`` too);
+    ``(None, [why])`` when the checkpoint stores none. Raises ``ValueError`` when a rate is asked of a
+    checkpoint without held-out scores."""
+    if threshold is not None:
+        return Thresholds(float(threshold), "given on the command line"), []
+    calibration = checkpoint_calibration(payload, path)
+    if calibration is None:
+        reason = no_threshold_reason(payload)
+        if false_alarm_rate is not None:
+            raise ValueError(f"a false-alarm rate needs the held-out normal scores a checkpoint stores, and "
+                             f"{str(path)!r} stores none ({reason}); pass --threshold VALUE instead")
+        return None, [f"{path} stores no threshold ({reason}): no decision is made; pass --threshold, or train "
+                      f"with 'dskd train' (it holds out {TRAIN_HOLDOUT_FRACTION:.0%} of the training images to store one)"]
+    if false_alarm_rate is not None:
+        calibration = calibration.at_rate(false_alarm_rate)
+    return calibration, [calibration.note] if calibration.note else []
+
+
 def load_checkpoint(path: Union[str, os.PathLike]) -> tuple[DSKD, TrainConfig, dict[str, Any]]:
     """Rebuild the model (teacher weights included, from the checkpoint itself) in eval mode."""
     payload = read_checkpoint(path)
@@ -156,7 +210,7 @@ def load_checkpoint(path: Union[str, os.PathLike]) -> tuple[DSKD, TrainConfig, d
         cfg = TrainConfig.from_dict(payload["config"])
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{str(path)!r} holds an invalid config: {_first_line(str(err))}") from None
-    model = DSKD(cfg.structure, cfg.use_dfe, teacher_weights=None)  # weights come from the state dict
+    model = DSKD(teacher_weights=None, **cfg.model_options())  # weights come from the state dict
     load_weights(model, payload["model"], path, cfg)
     if model.teacher is not None:
         model.teacher.weights_description = str(payload["teacher"])

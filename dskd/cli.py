@@ -2,12 +2,37 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .provenance import write_json
+import torch
+
+from . import __version__
+from .ablation import STUDIES, run_study, summarize, write_study
+from .checkpoint import decision_threshold as choose_threshold
+from .checkpoint import load_checkpoint, read_checkpoint
+from .config import DATASETS, TRAIN_HOLDOUT_FRACTION, TrainConfig, resolve_device
+from .data import DatasetError
+from .data.transforms import load_image, normalize
+from .distributed import cleanup, dist_info, init_distributed
+from .evaluation import UndefinedMetricWarning, evaluate, predict
+from .export import ExportError
+from .inference import check_false_alarm_rate
+from .losses import LOSS_FORMS, NORMALIZATIONS
+from .models import STRUCTURES, TeacherWeightsError
+from .outputs import writable_dir, writable_file
+from .provenance import provenance, write_json
+from .reproduce import parse_devices, reproduce, write_tables
+from .training import HoldoutWarning, TrainingInterrupted, data_description, dataset_for, train
+
+# matplotlib (figures), the speed module (it registers a custom op), profiling and pretraining are imported by
+# the commands that use them, so the others start without them
 
 EXIT_USAGE = 2
 
@@ -24,10 +49,6 @@ class UsageError(Exception):
 
 
 def _add_config_arguments(p: argparse.ArgumentParser) -> None:
-    from .config import DATASETS
-    from .losses import LOSS_FORMS, NORMALIZATIONS
-    from .models import STRUCTURES
-
     p.add_argument("--preset", choices=("quick", "paper"), default="quick",
                    help="starting point: 'quick' (synthetic, minutes on a CPU) or 'paper' (Sec. 4.1.2 settings)")
     p.add_argument("--dataset", choices=DATASETS, help="data set (default: the preset's)")
@@ -42,12 +63,21 @@ def _add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss-form", choices=LOSS_FORMS)
     p.add_argument("--structure", choices=STRUCTURES)
     p.add_argument("--no-dfe", action="store_true", help="replace the deep feature embedding (Table 8)")
+    p.add_argument("--dfe-blocks", type=int, choices=(1, 2),
+                   help="residual blocks in the DFE: 1 (Fig. 4, default) or 2 (RD4AD's bottleneck)")
+    p.add_argument("--dfe-input", choices=("raw", "normalized"),
+                   help="what the DFE embeds: S_e's raw features (default) or l2-normalised ones (Alg. 2, line 7)")
+    p.add_argument("--detach-decoder-input", action="store_true",
+                   help="l_d trains the DFE and S_d only, not S_e (the two distillations apart)")
     p.add_argument("--teacher", help="'imagenet' (default, needs internet once), 'offline-pretrained' (shipped, no ImageNet), "
                                      "'random', or a state-dict path; "
                                      "default $DSKD_TEACHER or imagenet")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--num-workers", type=int)
+    p.add_argument("--holdout", type=float, metavar="FRACTION",
+                   help="fraction of the normal training images held out to calibrate the stored threshold "
+                        "(train: default 0.1; ablate: default 0, the paper's full training split)")
     _add_precision_argument(p)
 
 
@@ -57,8 +87,30 @@ def _add_precision_argument(p: argparse.ArgumentParser) -> None:
                         "else fp32), fp32 or bf16; losses and metrics are always fp32")
 
 
+def _threshold_arguments(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--threshold", type=float, help="decide at this score (Eq. 1) instead of the stored threshold")
+    group.add_argument("--false-alarm-rate", type=float, metavar="RATE",
+                       help="decide at the threshold calibrated for this rate (0 <= RATE < 1) on the held-out "
+                            "normal scores the checkpoint stores, instead of its stored rate")
+
+
+def _check_threshold_arguments(args: argparse.Namespace) -> None:
+    """The threshold flags' values, checked before any file is read."""
+    _finite("--threshold", args.threshold)
+    if args.false_alarm_rate is not None:
+        try:
+            check_false_alarm_rate(args.false_alarm_rate)
+        except ValueError as err:
+            raise UsageError(f"--false-alarm-rate: {err}") from None
+
+
+def decision_threshold(args: argparse.Namespace, payload: dict[str, Any], checkpoint: str):
+    """:func:`dskd.checkpoint.decision_threshold` with the command's ``--threshold`` / ``--false-alarm-rate``."""
+    return choose_threshold(payload, checkpoint, threshold=args.threshold, false_alarm_rate=args.false_alarm_rate)
+
+
 def config_from_args(args: argparse.Namespace):
-    from .config import TrainConfig
 
     overrides = {
         key: getattr(args, key)
@@ -67,8 +119,16 @@ def config_from_args(args: argparse.Namespace):
                     "precision")
         if getattr(args, key, None) is not None
     }
+    if getattr(args, "holdout", None) is not None:
+        overrides["holdout_fraction"] = args.holdout
     if args.no_dfe:
         overrides["use_dfe"] = False
+    if args.dfe_blocks is not None:
+        overrides["dfe_blocks"] = args.dfe_blocks
+    if args.dfe_input is not None:
+        overrides["dfe_input"] = args.dfe_input
+    if args.detach_decoder_input:
+        overrides["detach_decoder_input"] = True
     if args.preset == "paper":
         dataset = overrides.pop("dataset", None)
         if dataset is None:
@@ -82,9 +142,6 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _report_payload(report, cfg, checkpoint: Optional[Path], extra: dict[str, Any]) -> dict[str, Any]:
-    from .provenance import provenance
-    from .training import data_description
-
     return {
         "metrics": report.to_dict(),
         "config": cfg.to_dict(),
@@ -94,27 +151,54 @@ def _report_payload(report, cfg, checkpoint: Optional[Path], extra: dict[str, An
     }
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .training import TrainingInterrupted, train
+def train_config_from_args(args: argparse.Namespace):
+    """``dskd train``'s config: as :func:`config_from_args`, but holding :data:`TRAIN_HOLDOUT_FRACTION` of the
+    training images out unless ``--holdout`` says otherwise (a resumed run keeps its checkpoint's holdout)."""
+    if args.holdout is None:
+        args.holdout = (read_checkpoint(args.resume)["config"].get("holdout_fraction", 0.0) if args.resume
+                        else TRAIN_HOLDOUT_FRACTION)
+    return config_from_args(args)
 
-    cfg = config_from_args(args)
-    out = Path(args.out)
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = train_config_from_args(args)
     try:
-        result = train(cfg, out_dir=out, resume=args.resume, checkpoint_every=args.checkpoint_every)
+        rate = check_false_alarm_rate(args.false_alarm_rate)
+    except ValueError as err:
+        raise UsageError(f"--false-alarm-rate: {err}") from None
+    out = Path(args.out)
+    shown = warnings.showwarning
+
+    def note(message, category, *rest) -> None:  # the holdout note as one line, when it happens
+        if issubclass(category, HoldoutWarning):
+            print(f"dskd train: note: {message}", file=sys.stderr)
+        else:
+            shown(message, category, *rest)
+
+    try:
+        warnings.showwarning = note
+        result = train(cfg, out_dir=out, resume=args.resume, checkpoint_every=args.checkpoint_every,
+                       false_alarm_rate=rate)
     except TrainingInterrupted as stop:
         print(f"\ndskd train: {stop}", file=sys.stderr)
         if stop.checkpoint is not None:
             print(f"dskd train: resume with: {_resume_command(args, stop.checkpoint)}", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
     print(f"trained {cfg.structure} for {cfg.epochs} epochs in {result.seconds:.1f} s "
           f"[teacher: {result.model.teacher_description}]; final loss {result.history[-1]:.4f}")
+    if result.calibration is not None:
+        cal = result.calibration
+        print(f"threshold {cal.threshold:.4g} stored ({cal.rule})")
+        if cal.note:
+            print(f"dskd train: note: {cal.note}", file=sys.stderr)
     print(f"checkpoint: {result.checkpoint}")
     return 0
 
 
 def _resume_command(args: argparse.Namespace, checkpoint: Path) -> str:
     """The command line that continues an interrupted ``dskd train`` from ``checkpoint``."""
-    import shlex
 
     argv, kept, skip = list(getattr(args, "argv", []) or []), [], False
     for item in argv:
@@ -128,17 +212,11 @@ def _resume_command(args: argparse.Namespace, checkpoint: Path) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import warnings
-
-    from .checkpoint import load_checkpoint
-    from .config import resolve_device
-    from .evaluation import UndefinedMetricWarning, evaluate
-    from .outputs import writable_file
-    from .training import dataset_for
-
+    _check_threshold_arguments(args)
     out = writable_file(Path(args.out) if args.out else Path(args.checkpoint).with_name("evaluation.json"),
                         "report file (--out)")
     model, cfg, payload = load_checkpoint(args.checkpoint)
+    threshold, notes = decision_threshold(args, payload, args.checkpoint)
     if args.data_root:
         cfg = cfg.replace(data_root=args.data_root)
     device = resolve_device(args.device or "auto")
@@ -146,7 +224,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():  # printed below as one line each
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         report = evaluate(model, dataset_for(cfg, "test"), cfg.inference(), batch_size=cfg.batch_size,
-                          progress=True)
+                          progress=True, threshold=threshold)
+    for note in notes:
+        print(f"dskd evaluate: note: {note}", file=sys.stderr)
     print(report.summary())
     for t, m in report.per_defect_type.items():
         print(f"  {t:>12}: image AUROC {m['image_auroc']:.3f}  pixel AUROC {m['pixel_auroc']:.3f}  PRO {m['pro']:.3f}")
@@ -184,59 +264,74 @@ def _image_files(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
 
 
 def _finite(name: str, value: Optional[float]) -> Optional[float]:
-    import math
-
     if value is not None and not math.isfinite(value):
         raise UsageError(f"{name} must be a finite number, got {value}")
     return value
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import torch
     from matplotlib import pyplot as plt
 
-    from .checkpoint import load_checkpoint
-    from .data.transforms import load_image, normalize
-    from .evaluation import predict
-    from .outputs import writable_dir
-    from .plotting import plot_anomaly_grid
+    from .plotting import plot_decisions
 
-    threshold = _finite("--threshold", args.threshold)
+    _check_threshold_arguments(args)
     files = _image_files(args.images)
     out = writable_dir(args.out, "output folder (--out)")
-    model, cfg, _ = load_checkpoint(args.checkpoint)
+    model, cfg, payload = load_checkpoint(args.checkpoint)
+    threshold, notes = decision_threshold(args, payload, args.checkpoint)
+    for note in notes:
+        print(f"dskd predict: note: {note}", file=sys.stderr)
     images = torch.stack([normalize(load_image(f, cfg.image_size)) for f, _ in files])
     pred = predict(model, images, cfg.inference(), batch_size=cfg.batch_size)
-    vmax = float(pred.maps.max())
+    value = threshold.threshold if threshold is not None else None
+    vmax = max(float(pred.maps.max()), 1.05 * value if value is not None else 0.0)
     records = []
     for i, (f, rel) in enumerate(files):
-        fig = plot_anomaly_grid(images[i:i + 1], pred.maps[i:i + 1], titles=[f"{rel}\nscore {pred.scores[i]:.3f}"],
-                                teacher=model.teacher_description, data=f"{cfg.dataset} model, {rel}",
-                                title="Anomaly map", vmax=vmax)
+        score = float(pred.scores[i])
+        fig = plot_decisions(images[i:i + 1], pred.maps[i:i + 1], [score], threshold, names=[str(rel)],
+                             teacher=model.teacher_description, data=f"{cfg.dataset} model", vmax=vmax)
         png = out / rel.parent / f"{rel.stem}_heatmap.png"
         png.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(png)
         plt.close(fig)
-        records.append({"image": str(f), "score": float(pred.scores[i]), "heatmap": str(png)})
-    payload = {"checkpoint": str(args.checkpoint), "teacher": model.teacher_description,
-               "threshold": None, "images": records}
-    if threshold is not None:
-        payload["threshold"] = {"value": threshold, "rule": "given on the command line"}
-        for r in records:
-            r["anomalous"] = r["score"] >= threshold
-    write_json(out / "scores.json", payload)
-    print(f"scored {len(files)} images [teacher: {model.teacher_description}] -> {out / 'scores.json'}")
+        records.append({"image": str(f), "score": score, "anomalous": score >= value if value is not None else None,
+                        "threshold": value, "rule": threshold.rule if threshold is not None else None,
+                        "region_fraction": float((pred.maps[i] >= value).float().mean()) if value is not None
+                        else None, "heatmap": str(png)})
+    result = {"checkpoint": str(args.checkpoint), "teacher": model.teacher_description,
+              "threshold": {"value": value, "rule": threshold.rule} if threshold is not None else None,
+              "images": records}
+    write_json(out / "scores.json", result)
+    flagged = sum(1 for r in records if r["anomalous"])
+    decided = (f": {flagged} anomalous at threshold {value:.4g} ({threshold.rule})" if threshold is not None
+               else ": no threshold, no decision")
+    print(f"scored {len(files)} images [teacher: {model.teacher_description}]{decided} -> {out / 'scores.json'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx, require_onnx  # onnx, onnxscript and onnxruntime load only here
+
+    _check_threshold_arguments(args)
+    out = writable_file(Path(args.out) if args.out else Path(args.checkpoint).with_name("model.onnx"),
+                        "ONNX file (--out)")
+    require_onnx()
+    model, cfg, payload = load_checkpoint(args.checkpoint)
+    threshold, notes = decision_threshold(args, payload, args.checkpoint)
+    for note in notes:
+        print(f"dskd export: note: {note}", file=sys.stderr)
+
+    info = export_onnx(model, cfg, out, threshold=threshold, checkpoint=args.checkpoint)
+    shown = f"threshold {threshold.threshold:.4g} ({threshold.rule})" if threshold is not None else "no threshold"
+    print(f"exported {cfg.structure} [teacher: {model.teacher_description}] for {cfg.image_size}x{cfg.image_size} "
+          f"images, {shown}, max |map difference| {info['check']['max_abs_map_diff']:.2e} against PyTorch -> {out}")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from matplotlib import pyplot as plt
 
-    from .config import TrainConfig
-    from .evaluation import evaluate
-    from .outputs import writable_dir
     from .plotting import plot_anomaly_grid, plot_loss_curve
-    from .training import data_description, dataset_for, train
 
     started = time.perf_counter()
     overrides: dict[str, Any] = {}
@@ -254,7 +349,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     pred = report.prediction
     picks = [next(i for i, t in enumerate(pred.defect_types) if t == d) for d in ["good", *sorted(report.per_defect_type)]]
     batch = [test_set[i] for i in picks]
-    import torch
 
     fig = plot_anomaly_grid(torch.stack([b["image"] for b in batch]), pred.maps[picks],
                             torch.stack([b["mask"] for b in batch]), titles=[pred.defect_types[i] for i in picks],
@@ -288,9 +382,6 @@ def _csv(text: str) -> list[str]:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from .ablation import run_study, summarize, write_study
-    from .outputs import writable_dir
-
     cfg = config_from_args(args)
     try:
         seeds = [int(s) for s in _csv(args.seeds)]
@@ -309,11 +400,6 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .config import resolve_device
-    from .distributed import cleanup, dist_info, init_distributed
-    from .outputs import writable_dir
-    from .reproduce import parse_devices, reproduce, write_tables
-
     if args.tables_only:
         for path in write_tables(args.out_dir, args.benchmark):
             print(f"table: {path}")
@@ -364,9 +450,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from .speed import SpeedOptions
-    from .outputs import writable_dir
     from .profiling import format_table, profile, write_profile
+    from .speed import SpeedOptions
 
     if args.paper_accounting:
         from .paper_build import format_paper_accounting
@@ -414,7 +499,6 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain_teacher(args: argparse.Namespace) -> int:
-    from .outputs import writable_file
     from .pretrain import PretrainConfig, pretrain_teacher, save_teacher
 
     fields = ("n_categories", "per_category", "image_size", "epochs", "batch_size", "lr", "seed", "recipe",
@@ -422,8 +506,6 @@ def cmd_pretrain_teacher(args: argparse.Namespace) -> int:
     cfg = PretrainConfig(**{k: getattr(args, k) for k in fields if getattr(args, k) is not None})
     writable_file(args.out or f"runs/teacher/offline_{cfg.recipe}.pt", "weights file (--out)")
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     state, record = pretrain_teacher(cfg, progress=True)
     path = save_teacher(state, record, args.out or f"runs/teacher/offline_{cfg.recipe}.pt")
@@ -438,8 +520,6 @@ def cmd_pretrain_teacher(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     parser = _Parser(prog="dskd", description="Dual-Student Knowledge Distillation for anomaly detection.")
     parser.add_argument("--version", action="version", version=f"dskd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -452,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", help="checkpoint to continue from")
     p.add_argument("--checkpoint-every", type=int, default=0,
                    help="also save every N epochs (default 0: at the end, and the last finished epoch on Ctrl-C)")
+    p.add_argument("--false-alarm-rate", type=float, default=0.01, metavar="RATE",
+                   help="the share of normal images the stored threshold may flag, calibrated on the held-out "
+                        "images (default 0.01)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="image AUROC, pixel AUROC and PRO of a checkpoint on its test split")
@@ -459,16 +542,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="override the data folder recorded in the checkpoint")
     p.add_argument("--device", help="auto, cpu, cuda or mps")
     p.add_argument("--out", help="report JSON (default: evaluation.json beside the checkpoint)")
+    _threshold_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="anomaly maps (PNG) and scores (JSON) for image files or folders")
+    p = sub.add_parser("predict", help="anomalous or not, with scores (JSON) and anomaly maps (PNG), for image "
+                                       "files or folders",
+                       description="Score images (Algorithm 2) and decide (Eq. 1) at the threshold the checkpoint "
+                                   "stores (calibrated on held-out normal training images by 'dskd train').")
     p.add_argument("checkpoint")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--out", default="runs/predict", help="output folder (default runs/predict)")
-    p.add_argument("--threshold", type=float, help="flag images whose score is >= this value")
+    _threshold_arguments(p)
     p.set_defaults(func=cmd_predict)
 
-    from .ablation import STUDIES
+    p = sub.add_parser("export", help="one ONNX file: image batch -> anomaly maps and image scores (Eq. 8-10)",
+                       description="Export a checkpoint for inference without dskd: the networks, the maps "
+                                   "(Eq. 8-9: upsampling, sum, Gaussian) and the score (Eq. 10, max) in one graph; "
+                                   "input size, normalisation and the decision threshold in its metadata.")
+    p.add_argument("checkpoint")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="file format (default onnx)")
+    p.add_argument("--out", help="output file (default: model.onnx beside the checkpoint)")
+    _threshold_arguments(p)
+    p.set_defaults(func=cmd_export)
+
 
     p = sub.add_parser("ablate", help="run an ablation study (Sec. 4.3 and beyond) and record its results",
                        description="Train/evaluate every variant of a study; results go to "
@@ -603,18 +699,14 @@ def _one_line(err: BaseException) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    import os
-
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
-    from .data import DatasetError
-    from .models import TeacherWeightsError
 
     try:
         return int(args.func(args) or 0)
-    except (UsageError, ValueError, FileNotFoundError, TeacherWeightsError, DatasetError) as err:
+    except (UsageError, ValueError, FileNotFoundError, TeacherWeightsError, DatasetError, ExportError) as err:
         print(f"dskd {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

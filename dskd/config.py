@@ -13,15 +13,20 @@ from .data import DATASETS, DEFAULT_IMAGE_SIZE, MVTEC3D_CATEGORIES, MVTEC_CATEGO
 from .hardware import PRECISIONS, resolve_precision
 from .inference import InferenceSettings
 from .losses import LOSS_FORMS, NORMALIZATIONS
-from .models.dskd import STRUCTURES
+from .models.dskd import DFE_INPUTS, STRUCTURES
 from .models.teacher import TEACHER_NAMES, default_teacher_name
 
+#: fewest held-out images a stored threshold is calibrated on; a smaller holdout is skipped (with a warning)
+MIN_HOLDOUT_IMAGES = 10
+#: the share of the training split ``dskd train`` holds out to calibrate the threshold it stores
+TRAIN_HOLDOUT_FRACTION = 0.1
 
 
 #: fields added after the first recorded runs, with the value that means "as before the field existed":
 #: a stored config without the field reads as this value, and a run key leaves the field out while it has
 #: this value, so runs recorded earlier keep their names (:func:`dskd.runs.run_key`)
-LEGACY_VALUES: dict[str, Any] = {"precision": "fp32"}
+LEGACY_VALUES: dict[str, Any] = {"precision": "fp32", "dfe_blocks": 1, "dfe_input": "raw",
+                                 "detach_decoder_input": False, "holdout_fraction": 0.0}
 
 
 @dataclass(frozen=True)
@@ -53,9 +58,18 @@ class TrainConfig:
     layers: tuple[int, ...] = (1, 2, 3)
     n_train: Optional[int] = None  # synthetic data only: images in the train split
     n_test: Optional[int] = None  # synthetic data only: images in the test split
+    #: readings of the paper where it is implicit (chapter 5; :class:`dskd.models.Students`)
+    dfe_blocks: int = 1
+    dfe_input: str = "raw"
+    detach_decoder_input: bool = False
     #: arithmetic of the networks during training: "bf16" autocast (losses and metrics stay fp32), "fp32",
     #: or "auto" = bf16 where the hardware computes it natively (:func:`dskd.hardware.native_bf16`), else fp32
     precision: str = "auto"
+    #: fraction of the normal training images held out (seeded by ``seed``) to calibrate the decision
+    #: threshold stored in the checkpoint (:class:`dskd.inference.Calibration`); 0: train on all of them,
+    #: as the paper does (the default here, in ``quick()``, ``paper()``, ``dskd reproduce`` and ``dskd ablate``;
+    #: ``dskd train`` holds out 10 %). Fewer than :data:`MIN_HOLDOUT_IMAGES` images: none.
+    holdout_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         def bad(name: str, value: Any, expected: str) -> ValueError:
@@ -80,7 +94,7 @@ class TrainConfig:
                 raise bad(name, getattr(self, name), "an integer >= 1")
         if self.num_workers < 0:
             raise bad("num_workers", self.num_workers, "an integer >= 0 (0: load data in the main process)")
-        for name in ("lr", "lam", "sigma"):
+        for name in ("lr", "lam", "sigma", "holdout_fraction"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 raise bad(name, value, "a finite number")
@@ -90,6 +104,9 @@ class TrainConfig:
             raise bad("lam", self.lam, "a number >= 0")
         if self.sigma < 0:
             raise bad("sigma", self.sigma, "a number >= 0")
+        if not 0 <= self.holdout_fraction <= 0.5:
+            raise bad("holdout_fraction", self.holdout_fraction, "a fraction in [0, 0.5] of the normal training "
+                      "images (0: train on all; 0.1: hold out 10 % to calibrate the threshold)")
         if len(tuple(self.betas)) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
             raise bad("betas", self.betas, "two numbers in [0, 1) (Adam's moment decay rates)")
         categories = {"synthetic": SYNTHETIC_CATEGORIES, "mvtec": MVTEC_CATEGORIES, "mvtec3d": MVTEC3D_CATEGORIES}
@@ -105,6 +122,12 @@ class TrainConfig:
             raise bad("teacher", self.teacher, f"one of {TEACHER_NAMES} or a path to a state dict")
         if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
             raise bad("device", self.device, "'auto', 'cpu', 'cuda[:N]' or 'mps'")
+        if self.dfe_blocks not in (1, 2) or isinstance(self.dfe_blocks, bool):
+            raise bad("dfe_blocks", self.dfe_blocks, "1 (Fig. 4 as drawn) or 2 (RD4AD's bottleneck)")
+        if self.dfe_input not in DFE_INPUTS:
+            raise bad("dfe_input", self.dfe_input, f"one of {DFE_INPUTS}")
+        if not isinstance(self.detach_decoder_input, bool):
+            raise bad("detach_decoder_input", self.detach_decoder_input, "True or False")
         if self.precision not in PRECISIONS:
             raise bad("precision", self.precision, f"one of {PRECISIONS}")
         if self.dataset != "synthetic" and (self.n_train is not None or self.n_test is not None):
@@ -135,6 +158,11 @@ class TrainConfig:
         if self.precision != "auto":
             return self
         return self.replace(precision=resolve_precision("auto", resolve_device(self.device))[0])
+
+    def model_options(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`dskd.models.DSKD` this config names (all but the teacher)."""
+        return {"structure": self.structure, "use_dfe": self.use_dfe, "dfe_blocks": self.dfe_blocks,
+                "dfe_input": self.dfe_input, "detach_decoder_input": self.detach_decoder_input}
 
     def inference(self) -> InferenceSettings:
         """How this run's maps are made (Eq. 8-10): its sigma, layers, lambda and normalisation."""

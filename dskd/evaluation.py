@@ -13,8 +13,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .inference import InferenceSettings, anomaly_map, anomaly_score
-from .metrics import image_auroc, pixel_auroc, pro_score
+from .inference import (USES_TEST_DATA, Calibration, InferenceSettings, Thresholds, anomaly_map, anomaly_score,
+                        paper_threshold)
+from .metrics import decision_metrics, image_auroc, pixel_auroc, pro_score
 from .models import DSKD, Pyramid
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,7 +52,7 @@ def _model_device(model: DSKD) -> torch.device:
     return next(model.parameters()).device
 
 
-def run_networks(model: DSKD, images: Tensor) -> tuple[Pyramid, Pyramid]:
+def run_networks(model: DSKD, images: Tensor, pair: Optional[tuple[str, str]] = None) -> tuple[Pyramid, Pyramid]:
     """The (reference, student) pyramids of Algorithm 2 for a batch, as fp32 (under the model's
     ``speed_options``, if :func:`dskd.speed.optimize_for_inference` made it)."""
     opts = getattr(model, "speed_options", None)
@@ -60,7 +61,7 @@ def run_networks(model: DSKD, images: Tensor) -> tuple[Pyramid, Pyramid]:
         images = images.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast(images.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     with autocast:
-        ref, stu = model.inference_pair(model(images))
+        ref, stu = model.inference_pair(model(images), pair)
     if bf16:
         ref, stu = Pyramid(*(f.float() for f in ref)), Pyramid(*(f.float() for f in stu))
     return ref, stu
@@ -115,7 +116,7 @@ def predict(
     started = time.perf_counter()
     for batch in tqdm(batches, total=total, desc="predict", disable=not progress, unit="batch"):
         images = batch["image"].to(device)
-        ref, stu = run_networks(model, images)
+        ref, stu = run_networks(model, images, settings.pair)
         maps.append(anomaly_map(ref, stu, images.shape[-2:], settings.layers, settings.sigma, settings.lam,
                                 settings.normalization).float().cpu())
         if "label" in batch:
@@ -162,14 +163,41 @@ class EvaluationReport:
     prediction: Optional[Prediction] = field(default=None, repr=False)
     #: why a metric is undefined (``nan``) or rests on incomplete ground truth; empty when all is well
     warnings: list[str] = field(default_factory=list)
+    #: Eq. (1) decisions on the test split (:func:`dskd.metrics.decision_metrics` plus ``rule`` and
+    #: ``uses_test_data``): "threshold" at the threshold given to :func:`evaluate` (a checkpoint's stored
+    #: one), and beside it "paper" at the paper's min-max rule, which is chosen on the test scores themselves
+    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "prediction"}
+        if not d["decisions"]:
+            d.pop("decisions")  # reports of runs without a threshold keep their earlier fields
         return d
 
     def summary(self) -> str:
-        return (f"{self.structure} [teacher: {self.teacher}] image AUROC {self.image_auroc:.3f}, "
+        text = (f"{self.structure} [teacher: {self.teacher}] image AUROC {self.image_auroc:.3f}, "
                 f"pixel AUROC {self.pixel_auroc:.3f}, PRO {self.pro:.3f} on {self.n_images} images")
+        for d in self.decisions.values():
+            text += "\n" + decision_line(d)
+        return text
+
+
+def decision_line(d: dict[str, Any]) -> str:
+    """One decision of :attr:`EvaluationReport.decisions` in words."""
+    return (f"at threshold {d['threshold']:.4g} ({d['rule']}): precision {d['precision']:.3f}, recall "
+            f"{d['recall']:.3f}, false-alarm rate {d['false_alarm_rate']:.3f} (flagged {d['tp']} of "
+            f"{d['tp'] + d['fn']} anomalous and {d['fp']} of {d['fp'] + d['tn']} normal images)")
+
+
+def decisions_at(labels: np.ndarray, scores: np.ndarray, threshold: Union[Thresholds, Calibration],
+                 ) -> dict[str, dict[str, Any]]:
+    """Eq. (1) at ``threshold`` and, for comparison, at the paper's rule (test min-max, 0.5), which uses the
+    test split's own scores and so is marked ``uses_test_data``."""
+    paper = paper_threshold(scores)
+    return {"threshold": {**decision_metrics(labels, scores, threshold.threshold), "rule": threshold.rule,
+                          "uses_test_data": USES_TEST_DATA in threshold.rule},
+            "paper": {**decision_metrics(labels, scores, paper.threshold), "rule": paper.rule,
+                      "uses_test_data": True}}
 
 
 def evaluate(
@@ -184,11 +212,14 @@ def evaluate(
     layers: Optional[Sequence[int]] = None,
     lam: Optional[float] = None,
     normalization: Optional[str] = None,
+    threshold: Union[Thresholds, Calibration, None] = None,
 ) -> EvaluationReport:
     """Score a test split. Each defect type is scored against all normal images of the split.
 
     ``settings`` and the four fields given one by one as in :func:`predict`. Pass ``prediction`` to
     re-score maps already computed (e.g. to compare layer subsets without rerunning the networks).
+    ``threshold`` (e.g. a checkpoint's stored :class:`~dskd.inference.Calibration`'s ``thresholds()``):
+    also report precision, recall and false-alarm rate of Eq. (1) at it (:attr:`EvaluationReport.decisions`).
     """
     pred = prediction if prediction is not None else predict(
         model, dataset, settings, batch_size=batch_size, progress=progress, sigma=sigma, layers=layers, lam=lam,
@@ -212,6 +243,7 @@ def evaluate(
         per_defect_type=per_type, seconds_per_image=pred.seconds / max(n, 1), n_images=n,
         n_anomalous=int(labels.sum()), teacher=model.teacher_description, structure=model.structure,
         prediction=pred, warnings=notes,
+        decisions=decisions_at(labels, scores, threshold) if threshold is not None else {},
     )
 
 

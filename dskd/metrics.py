@@ -45,6 +45,7 @@ __all__ = [
     "legacy_pro_rd4ad",
     "legacy_pro_stpm",
     "pro_variants",
+    "decision_metrics",
 ]
 
 # Images are processed in chunks of at most this many pixels, which bounds the size
@@ -301,6 +302,35 @@ def _curve_counts(neg_sorted: np.ndarray, pos_sorted: np.ndarray, pos_cum: np.nd
     neg_lt = np.insert(start_n, at, np.append(start_n, n_neg)[at])
     pos_lt = np.insert(pos_lt_dn, at, pos_lt_dp[new])
     return thr[::-1], (n_neg - neg_lt)[::-1], (pos_cum[-1] - pos_lt)[::-1]
+
+
+# --------------------------------------------------------------------------------------
+# A decision at one threshold (Eq. 1)
+# --------------------------------------------------------------------------------------
+def decision_metrics(labels: Any, scores: Any, threshold: float) -> dict[str, Any]:
+    """Eq. (1), ``score >= threshold``, against the ground truth (1 anomalous, 0 normal).
+
+    Returns the counts ``tp``, ``fp``, ``fn``, ``tn`` and three rates: ``precision`` = tp / (tp + fp)
+    (of the flagged images, the anomalous share), ``recall`` = tp / (tp + fn) (of the anomalous images,
+    the flagged share) and ``false_alarm_rate`` = fp / (fp + tn) (of the normal images, the flagged share).
+    A rate whose denominator is 0 is ``nan``. Unlike AUROC, one class alone is allowed.
+    """
+    y = _check_binary(_to_numpy(labels).ravel(), "labels")
+    s = _check_scores(_to_numpy(scores).ravel(), "scores", np.float64)
+    if y.shape != s.shape:
+        raise ValueError(f"labels and scores must have the same length; got {y.size} and {s.size}")
+    t = float(threshold)
+    if not math.isfinite(t):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    flagged = s >= t
+    tp, fp = int(np.sum(flagged & y)), int(np.sum(flagged & ~y))
+    fn, tn = int(np.sum(~flagged & y)), int(np.sum(~flagged & ~y))
+
+    def rate(num: int, den: int) -> float:
+        return num / den if den else float("nan")
+
+    return {"threshold": t, "tp": tp, "fp": fp, "fn": fn, "tn": tn, "precision": rate(tp, tp + fp),
+            "recall": rate(tp, tp + fn), "false_alarm_rate": rate(fp, fp + tn)}
 
 
 # --------------------------------------------------------------------------------------

@@ -156,18 +156,26 @@ def time_call(fn: Callable[[], Any], *, runs: int = 10, warmup: int = 2) -> Timi
 # --------------------------------------------------------------------------------------------------
 # The machine's attainable rate
 # --------------------------------------------------------------------------------------------------
-def _probes(size: str = "large") -> dict[str, tuple[Callable[[], Any], float, str]]:
-    """(call, FLOPs, description) of a large fp32 matrix product and a large 3x3 convolution."""
+def _probes(size: str = "large", dtype: torch.dtype = torch.float32) -> dict[str, tuple[Callable[[], Any], float, str]]:
+    """(call, FLOPs, description) of a large matrix product and a large 3x3 convolution in ``dtype``."""
     n = 1536 if size == "large" else 256
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     c, hw, batch = (256, 32, 8) if size == "large" else (32, 16, 2)
-    x = torch.randn(batch, c, hw, hw).contiguous(memory_format=torch.channels_last)
-    w = torch.randn(c, c, 3, 3).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch, c, hw, hw, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(c, c, 3, 3, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    name = {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
     return {
-        "matmul": (lambda: torch.mm(a, b), 2.0 * n ** 3, f"fp32 matmul {n}x{n} @ {n}x{n} (BLAS)"),
+        "matmul": (lambda: torch.mm(a, b), 2.0 * n ** 3, f"{name} matmul {n}x{n} @ {n}x{n} (BLAS)"),
         "conv": (lambda: F.conv2d(x, w, padding=1), 2.0 * batch * c * c * 9 * hw * hw,
-                 f"fp32 3x3 convolution, {batch}x{c}x{hw}x{hw} -> {c} channels, channels-last (oneDNN)"),
+                 f"{name} 3x3 convolution, {batch}x{c}x{hw}x{hw} -> {c} channels, channels-last (oneDNN)"),
     }
+
+
+def bf16_probes(size: str = "large") -> dict[str, tuple[Callable[[], Any], float, str]]:
+    """The matrix product and convolution of :func:`_probes` in bfloat16, keys ``matmul_bf16`` and
+    ``conv_bf16``: the ceiling a bf16 variant is measured against (a CPU with native bf16 runs them about
+    twice as fast as fp32)."""
+    return {f"{k}_bf16": v for k, v in _probes(size, torch.bfloat16).items()}
 
 
 def attainable_rate(*, runs: int = 5, warmup: int = 2, size: str = "large") -> dict[str, Any]:
@@ -319,12 +327,14 @@ def inference_call(model: DSKD, images: Tensor, *, sigma: float = 4.0) -> Callab
 
 
 def training_call(model: DSKD, images: Tensor, *, cache_teacher: bool = False, channels_last: bool = False,
-                  fused_adam: bool = False, cfg: Optional[TrainConfig] = None) -> Callable[[], Tensor]:
+                  fused_adam: bool = False, precision: str = "fp32",
+                  cfg: Optional[TrainConfig] = None) -> Callable[[], Tensor]:
     """A call doing one full training step (Algorithm 1) on a private copy of ``model``.
 
     ``cache_teacher``: the teacher's features of ``images`` are computed once, then reused (the
-    steady state of :class:`dskd.training.TeacherCache` after the first epoch)."""
-    cfg = cfg or TrainConfig.quick(teacher="random")
+    steady state of :class:`dskd.training.TeacherCache` after the first epoch); ``precision``: "fp32" or
+    "bf16" (autocast, as :func:`dskd.training.training_step` runs it)."""
+    cfg = (cfg or TrainConfig.quick(teacher="random")).replace(precision=precision)
     model = copy.deepcopy(model).train()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -333,7 +343,8 @@ def training_call(model: DSKD, images: Tensor, *, cache_teacher: bool = False, c
                                  **({"fused": True} if fused_adam else {}))
     feats = None
     if cache_teacher and model.teacher is not None:
-        feats = model.teacher(images)
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            feats = model.teacher(images)
 
     def call() -> Tensor:
         return training_step(model, optimizer, images, cfg, feats)

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
@@ -19,13 +20,16 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, restore_optimizer, save_checkpoint
-from .config import TrainConfig, resolve_device
+from .checkpoint import (CheckpointError, checkpoint_calibration, load_checkpoint, read_checkpoint, restore_optimizer,
+                         save_checkpoint)
+from .config import MIN_HOLDOUT_IMAGES, TrainConfig, resolve_device
 from .hardware import resolve_precision
 from .data import build_dataset
+from .evaluation import predict
+from .inference import Calibration, check_false_alarm_rate
 from .losses import dskd_loss
 from .models import DSKD, Pyramid, teacher_weights_from_name
 from .models.dskd import DSKDOutput
@@ -36,7 +40,8 @@ from .strategies import DataParallel, SingleProcess
 
 __all__ = ["TrainOptions", "TrainResult", "TeacherCache", "NonFiniteLossError", "TrainingInterrupted", "fit",
            "train", "train_or_load", "training_step", "build_model", "dataset_for", "data_description",
-           "seed_everything", "run_key", "cache_dir"]
+           "seed_everything", "run_key", "cache_dir", "split_holdout", "calibrate", "HoldoutWarning",
+           "MIN_HOLDOUT_IMAGES"]
 
 #: called after every epoch with (epoch, mean loss of the epoch, model)
 Callback = Callable[[int, float, DSKD], None]
@@ -45,6 +50,11 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 class NonFiniteLossError(ValueError):
     """The loss became NaN or infinite: training stopped before the bad step changed the weights."""
+
+
+class HoldoutWarning(UserWarning):
+    """The training split is too small for the holdout ``TrainConfig.holdout_fraction`` asks for: the run
+    trains on every image and its checkpoint stores no threshold."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -71,6 +81,9 @@ class TrainOptions:
       to continue the run; intermediate checkpoints always keep it.
     * ``checkpoint_every``: also save every N epochs (0: at the end, and the last finished epoch on Ctrl-C).
     * ``sync_bn``: SyncBatchNorm across DDP ranks (CUDA only).
+    * ``false_alarm_rate``: the rate the stored threshold is calibrated for, when the config holds images
+      out (``TrainConfig.holdout_fraction``); it changes no weight, only the stored threshold (the held-out
+      scores are stored too, so ``dskd predict --false-alarm-rate`` can pick another one later).
     """
 
     cache_teacher: bool = True
@@ -79,6 +92,7 @@ class TrainOptions:
     keep_optimizer_state: bool = True
     checkpoint_every: int = 0
     sync_bn: bool = False
+    false_alarm_rate: float = 0.01
 
     @classmethod
     def plain(cls, **changes: Any) -> "TrainOptions":
@@ -90,6 +104,7 @@ class TrainOptions:
         if not isinstance(every, int) or isinstance(every, bool) or every < 0:
             raise ValueError(f"checkpoint_every={every!r} is invalid: expected an integer >= 0 "
                              f"(0: only the final checkpoint)")
+        check_false_alarm_rate(self.false_alarm_rate)
 
 
 @dataclass
@@ -108,6 +123,8 @@ class TrainResult:
     teacher_cache: Optional[dict[str, int]] = None
     #: world size, backend and batch split of a DDP run
     distributed: Optional[dict[str, Any]] = None
+    #: the threshold calibrated on the held-out normal images (``None``: no holdout, or too few images)
+    calibration: Optional[Calibration] = None
 
     @property
     def extra(self) -> dict[str, Any]:
@@ -134,10 +151,46 @@ def dataset_for(cfg: TrainConfig, split: str) -> Dataset:
                          image_size=cfg.image_size, seed=cfg.seed, **sizes)
 
 
+def split_holdout(train_set: Dataset, cfg: TrainConfig) -> tuple[Dataset, Optional[Subset], str]:
+    """Hold ``cfg.holdout_fraction`` of the (normal) training images out for calibration.
+
+    Returns ``(images to train on, held-out images or None, a line saying what was done)``. The held-out
+    images are ``round(fraction * n)`` chosen by a generator seeded with ``cfg.seed`` (the same on every
+    rank, run and resume); the rest keep their order. With fraction 0 the training set is returned as it
+    is. Fewer than :data:`MIN_HOLDOUT_IMAGES` held-out images: nothing is held out, and the line says why.
+    """
+    n = len(train_set)  # type: ignore[arg-type]
+    if cfg.holdout_fraction == 0:
+        return train_set, None, "no holdout: training on every image (holdout_fraction=0)"
+    k = int(round(cfg.holdout_fraction * n))
+    if k < MIN_HOLDOUT_IMAGES:
+        return train_set, None, (
+            f"the training split of {data_description(cfg)} has {n} images: {cfg.holdout_fraction:.0%} of it is "
+            f"{k} image(s), fewer than the {MIN_HOLDOUT_IMAGES} a threshold is calibrated on, so nothing is held out "
+            f"and the checkpoint stores no threshold (raise holdout_fraction, or pass a threshold when predicting)")
+    rng = np.random.default_rng([cfg.seed, 20])  # 20: this stream's own tag, apart from the data's splits
+    held = np.sort(rng.permutation(n)[:k])
+    keep = np.setdiff1d(np.arange(n), held)
+    return (Subset(train_set, keep.tolist()), Subset(train_set, held.tolist()),
+            f"{holdout_source(k, n, cfg.seed)} to calibrate the threshold")
+
+
+def holdout_source(n_held: int, n_total: int, seed: int) -> str:
+    """Where a stored threshold's scores come from, in words."""
+    return f"{n_held} of {n_total} normal training images held out (seed {seed})"
+
+
+def calibrate(model: DSKD, held_out: Dataset, cfg: TrainConfig, false_alarm_rate: float = 0.01,
+              source: str = "") -> Calibration:
+    """Score held-out normal images with Algorithm 2 (Eq. 8-10) and calibrate the Eq. (1) threshold on them."""
+    scores = predict(model, held_out, cfg.inference(), batch_size=cfg.batch_size).scores
+    return Calibration.from_scores(scores, false_alarm_rate, source)
+
+
 def build_model(cfg: TrainConfig) -> DSKD:
     """The model a config names; the seed fixes the students' (and a random teacher's) initial weights."""
     seed_everything(cfg.seed)
-    return DSKD(cfg.structure, cfg.use_dfe, teacher_weights=teacher_weights_from_name(cfg.teacher))
+    return DSKD(teacher_weights=teacher_weights_from_name(cfg.teacher), **cfg.model_options())
 
 
 def data_description(cfg: TrainConfig) -> str:
@@ -327,20 +380,26 @@ def _loop(cfg: TrainConfig, strategy: SingleProcess, options: TrainOptions, payl
     train_set = train_set if train_set is not None else dataset_for(cfg, "train")
     if len(train_set) == 0:  # type: ignore[arg-type]
         raise ValueError(f"the training split of {data_description(cfg)} is empty")
+    train_set, held_out, holdout_line = split_holdout(train_set, cfg)
+    if cfg.holdout_fraction > 0 and held_out is None and strategy.is_main:
+        warnings.warn(holdout_line, HoldoutWarning, stacklevel=3)
     cache = TeacherCache(len(train_set)) if options.cache_teacher and model.teacher is not None else None  # type: ignore[arg-type]
     loader = strategy.loader(_Indexed(train_set) if cache is not None else train_set, cfg)
     record = provenance(strategy.device, teacher=model.teacher_description, data=data_description(cfg),
                         split="train", n_train=len(train_set), seed=cfg.seed, epochs=cfg.epochs,  # type: ignore[arg-type]
                         precision=precision_record, options=dataclasses.asdict(options),
-                        **({"distributed": strategy.record()} if strategy.record() else {}))
+                        **({"distributed": strategy.record()} if strategy.record() else {}),
+                        **({"holdout": {"n_images": len(held_out), "indices": list(held_out.indices),
+                                        "note": holdout_line}} if held_out is not None else {}))
     out_path = out_dir / "checkpoint.pt" if out_dir is not None else None
     writes = out_path is not None and strategy.is_main
     snapshot = _Snapshot(writes)
 
-    def save(epoch: int, final: bool = False) -> None:
+    def save(epoch: int, final: bool = False, calibration: Optional[Calibration] = None) -> None:
         if writes:
             save_checkpoint(out_path, model, cfg, epoch=epoch, history=history, provenance=record,  # type: ignore[arg-type]
-                            optimizer=None if final and not options.keep_optimizer_state else optimizer)
+                            optimizer=None if final and not options.keep_optimizer_state else optimizer,
+                            calibration=calibration.to_dict() if calibration is not None else None)
         strategy.barrier()
 
     def save_snapshot() -> Optional[Path]:
@@ -405,10 +464,15 @@ def _loop(cfg: TrainConfig, strategy: SingleProcess, options: TrainOptions, payl
     record["train_seconds"] = round(seconds, 2)
     if options.channels_last:
         model = model.to(memory_format=torch.contiguous_format)
-    save(cfg.epochs, final=True)
     model.eval()
+    calibration = None
+    if held_out is not None and strategy.is_main:  # the held-out normal images, scored by the final model
+        source = holdout_source(len(held_out), len(train_set) + len(held_out), cfg.seed)  # type: ignore[arg-type]
+        calibration = calibrate(model, held_out, cfg, options.false_alarm_rate, source)
+    save(cfg.epochs, final=True, calibration=calibration)
     return TrainResult(model, cfg, history, seconds, record, out_path,
-                       teacher_cache=cache.stats() if cache is not None else None, distributed=strategy.record())
+                       teacher_cache=cache.stats() if cache is not None else None, distributed=strategy.record(),
+                       calibration=calibration)
 
 
 def train(cfg: TrainConfig, *, ddp: bool = False, **keywords: Any) -> TrainResult:
@@ -442,7 +506,8 @@ def load_finished(path: Path, cfg: TrainConfig) -> TrainResult:
     model, _, payload = load_checkpoint(path)
     prov = payload["provenance"]
     return TrainResult(model.to(resolve_device(cfg.device)), cfg, list(payload["history"]),
-                       float(prov.get("train_seconds", 0.0)), prov, path, cached=True)
+                       float(prov.get("train_seconds", 0.0)), prov, path, cached=True,
+                       calibration=checkpoint_calibration(payload, path))
 
 
 def train_or_load(cfg: TrainConfig, *, progress: bool = True, callbacks: Sequence[Callback] = ()) -> TrainResult:

@@ -305,3 +305,68 @@ def built_book(tmp_path_factory, executed_notebook) -> BuiltBook:
 # ============================================================================
 # END built_book
 # ============================================================================
+
+
+# ============================================================================
+# Every figure the package draws keeps the book's figure rule (dskd/plotting/style.py): at most the column's
+# width, no text under 9 px on screen at desktop width, no title cut off. Checked on every figure that any
+# test makes through the package (figures are made inside dskd_style, which reports each one).
+# ============================================================================
+
+
+@pytest.fixture(autouse=True)
+def figures_keep_the_book_figure_rule():
+    from dskd.plotting.style import on_figure, readability_problems
+
+    problems: list[str] = []
+
+    def check(fig) -> None:
+        found = readability_problems(fig)
+        if found:
+            title = fig._suptitle.get_text().split("\n")[0][:60] if fig._suptitle else "(no title)"
+            problems.append(f"{title!r}: " + "; ".join(found[:4]))
+
+    with on_figure(check):
+        yield
+    if problems:
+        pytest.fail("figures that break the book's figure rule (dskd/plotting/style.py):\n  " + "\n  ".join(problems[:8]))
+
+
+# ============================================================================
+# BEGIN decision fixtures (tests/test_decision.py, tests/test_export.py): a checkpoint that stores its
+# threshold, trained once per session. Names: decision_*
+# ============================================================================
+@pytest.fixture(scope="session")
+def decision_checkpoint(tmp_path_factory) -> Path:
+    """`dskd train` for 1 epoch on the quick synthetic data (random teacher): it holds 10 of the 96
+    training images out and stores the threshold calibrated on them."""
+    from dskd.cli import main
+
+    out = tmp_path_factory.mktemp("decision_run")
+    argv = ["train", "--teacher", "random", "--epochs", "1", "--image-size", "64", "--batch-size", "16",
+            "--out", str(out)]
+    assert main(argv) == 0
+    return out / "checkpoint.pt"
+
+
+@pytest.fixture(scope="session")
+def decision_images(tmp_path_factory) -> Path:
+    """A folder of PNGs: normal and defective images of the quick test split (as 8-bit files), and a
+    flat grey one, with names as a line camera might write them."""
+    from dskd import TrainConfig, dataset_for
+    from dskd.data import save_image
+
+    folder = tmp_path_factory.mktemp("decision_images")
+    test = dataset_for(TrainConfig.quick(), "test")
+    picked: dict[str, int] = {}
+    for i in range(len(test)):
+        kind = test[i]["defect_type"]
+        if picked.get(kind, 0) < (2 if kind == "good" else 1):
+            sub = "good" if kind == "good" else "defect"
+            save_image(test[i]["image"], folder / sub / f"part_{i:03d}_{kind}.png")
+            picked[kind] = picked.get(kind, 0) + 1
+    Image.new("RGB", (80, 80), (128, 128, 128)).save(folder / "grey_line_camera_frame_2026-12-04T10-31-07.png")
+    return folder
+# ============================================================================
+# END decision fixtures
+# ============================================================================

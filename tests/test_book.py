@@ -269,3 +269,42 @@ def test_every_notebook_chapter_shows_a_figure(built_book):
         f"these chapters have no output image (an <img> inside a cell output): {without}; "
         "every notebook chapter should show at least one figure its code produced"
     )
+
+
+# ----------------------------------------------------------------------------- pages generated at build time
+
+
+def _fixes():
+    import sys
+
+    sys.path.insert(0, str(REPO / "book" / "_ext"))
+    import dskd_sphinx_fixes
+
+    return dskd_sphinx_fixes
+
+
+def test_course_time_adds_up_the_course_guides_own_table():
+    guide = """add 30 to 60 minutes for the exercises.
+
+| Chapter | After it | Reading | Running (CPU) |
+| --- | --- | --- | --- |
+| 1 Data (`01_data`) | ... | about 40 min | up to 3 min |
+| 2 Teacher (`02_teacher`) | ... | about 45 min | about 1 min |
+| 10-12 Ablations (`10`, `11`, `12`) | ... | 30 min each | up to 3 min each |
+"""
+    fixes = _fixes()
+    assert fixes.course_minutes(guide) == {"reading": 40 + 45 + 3 * 30, "chapters": 5, "exercises_low": 150,
+                                           "exercises_high": 300}
+    assert fixes.course_hours_text(guide).startswith("About 3 hours of reading for the 5 chapters, plus 2 to 5")
+    with pytest.raises(ValueError, match="gives no reading time in minutes"):
+        fixes.course_minutes(guide.replace("about 45 min", "a while"))
+    with pytest.raises(ValueError, match="no chapter table with reading times"):
+        fixes.course_minutes("no table here")
+
+
+def test_the_real_course_guide_gives_every_chapter_a_time():
+    from test_book import read_toc, toc_files  # noqa: F401  (the same REPO)
+
+    minutes = _fixes().course_minutes((REPO / "book" / "course_guide.md").read_text(encoding="utf-8"))
+    chapters = [d for d in toc_files(read_toc()) if d.startswith("notebooks/") and d.split("/")[1][:2].isdigit()]
+    assert minutes["chapters"] == len(chapters) == 16

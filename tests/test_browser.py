@@ -12,10 +12,20 @@ by Playwright. One visit per page, at desktop and at phone width, records what t
 - every equation was typeset by MathJax, without errors, and no raw ``$$``, ``\\(`` or ``\\[`` is left;
 - every code cell that has outputs in the executed notebook shows them;
 - the Colab and Binder launch buttons open the page's own notebook in the repository of _config.yml;
-- no horizontal overflow at phone width.
+- no horizontal overflow at phone width;
+- what a reader sees, at desktop and phone width: no paragraph or cell holding a Markdown table row
+  (``| --- |``) or a ``$...$`` span that MathJax did not typeset; no code line wider than its block
+  without wrapping; no display equation clipped (too wide for its box, which does not scroll); every
+  figure of a cell output opens full size on a click; the text column at least as wide as the figures
+  are drawn for (``dskd.plotting.style.COLUMN_PX``: the plotting tests check every figure's smallest
+  text against it);
+- every explorer shows a working client-side control (a change shows another precomputed view) and
+  its page requests nothing from another host (no CDN);
+- the landing page links every page of _toc.yml from its own text.
 
-Also: search finds a chapter, exercise solutions start collapsed, and screenshots of the landing page
-and a chapter, at desktop and phone width, go to ``_build/screenshots/`` (git-ignored).
+Also: search finds a chapter, exercise solutions start collapsed, and screenshots of the landing page,
+the runs page, and chapters with equations, tables and an explorer, at desktop and phone width, go to
+``_build/screenshots/`` (git-ignored).
 
 Skipped, with the reason, only where there is no browser: `make test` first runs `make browser`, which
 installs Debian's chromium where apt-get and root allow it. A missing Playwright is a failure, since
@@ -151,8 +161,10 @@ def expected_outputs(nb: dict[str, Any]) -> list[dict[str, Any]]:
             if not (o["output_type"] == "stream" and f"remove-{o.get('name')}" in tags)  # remove-stderr/-stdout
         ]
         mimes = set().union(*(o.get("data", {}).keys() for o in outputs)) if outputs else set()
+        # a widget view alone shows nothing in the book; with an HTML twin (an explorer's static player,
+        # dskd/widgets/static.py) the book shows the twin, since _config.yml drops the widget view
         shown = any(o["output_type"] in ("stream", "error") for o in outputs) or bool(
-            mimes & _SHOWN_MIME and not mimes & _KERNEL_ONLY_MIME)
+            mimes & _SHOWN_MIME and (not mimes & _KERNEL_ONLY_MIME or "text/html" in mimes))
         cells.append({"has_output": bool(outputs), "visible": shown and not tags & _HIDDEN_OUTPUT_TAGS,
                       "source": cell["source"][:60]})
     return cells
@@ -239,6 +251,87 @@ _JS_OVERFLOW = """() => {
     if (result.culprits.length >= 6) break;
   }
   return result;
+}"""
+
+_JS_READER = """() => {
+  const main = document.querySelector("main") || document.body;
+  const W = Math.min(window.innerWidth, document.documentElement.clientWidth);
+  const skip = "pre, code, script, style, textarea, mjx-container, .math, .highlight, .dskd-player";
+  const raw = [];
+  main.querySelectorAll("p, li, td, th, dd, div.cell_output div.output").forEach(el => {
+    if (el.closest(skip)) return;
+    const clone = el.cloneNode(true);
+    clone.querySelectorAll(skip).forEach(e => e.remove());
+    const t = clone.textContent.replace(/\\s+/g, " ");
+    if (/\\|\\s*:?-{3,}:?\\s*\\|/.test(t) || /\\|\\s*\u2014+\\s*\\|/.test(t))
+      raw.push(`a Markdown table row shown as text: "${t.trim().slice(0, 70)}"`);
+    const m = t.match(/\\$[^\\s$][^$]{0,200}?\\$/);
+    if (m) raw.push(`TeX outside MathJax: "${m[0].slice(0, 60)}"`);
+  });
+  const code = [];
+  main.querySelectorAll("pre").forEach(pre => {
+    const ws = getComputedStyle(pre).whiteSpace;
+    if (pre.scrollWidth > pre.clientWidth + 1 && (ws === "pre" || ws === "nowrap"))
+      code.push(`"${pre.textContent.split("\\n").sort((a, b) => b.length - a.length)[0].trim().slice(0, 60)}" `
+                + `(${pre.scrollWidth} px in a ${pre.clientWidth} px block)`);
+  });
+  // cell code that had to wrap: its longest line is wider than the block (the chapters keep lines within
+  // 88 characters, which must fit the desktop column)
+  const wrapped = [];
+  main.querySelectorAll("div.cell_input pre").forEach(pre => {
+    if (pre.textContent.includes('find_spec("dskd")')) return;  // the install cell (issue 15's) may wrap
+    const saved = pre.style.whiteSpace;
+    pre.style.whiteSpace = "pre";
+    if (pre.scrollWidth > pre.clientWidth + 1)
+      wrapped.push(`"${pre.textContent.split("\\n").sort((a, b) => b.length - a.length)[0].trim().slice(0, 60)}" `
+                   + `(${pre.scrollWidth} px in a ${pre.clientWidth} px block)`);
+    pre.style.whiteSpace = saved;
+  });
+  const clipped = [];
+  main.querySelectorAll('mjx-container[display="true"]').forEach(m => {
+    for (let el = m; el && el !== main; el = el.parentElement) {
+      const ox = getComputedStyle(el).overflowX;
+      if (el.scrollWidth > el.clientWidth + 1 && (ox === "hidden" || ox === "clip")) {
+        clipped.push(`${el.tagName.toLowerCase()}.${(el.className || "").toString().split(" ")[0]} clips an equation `
+                     + `(${el.scrollWidth} px in ${el.clientWidth} px)`); break; }
+      if (ox === "auto" || ox === "scroll") break;
+    }
+    if (m.getBoundingClientRect().left < -1) clipped.push("an equation starts left of the screen");
+  });
+  const players = Array.from(main.querySelectorAll(".dskd-player")).map(p => ({
+    id: p.id, controls: p.querySelectorAll("[data-control]").length,
+    frames: JSON.parse((p.querySelector("script.dskd-player-frames") || {textContent: "[]"}).textContent).length,
+    shown: p.getAttribute("data-shown")}));
+  const unlinked = Array.from(main.querySelectorAll(".cell_output img")).filter(i => !i.closest(".dskd-player"))
+    .filter(i => { const a = i.closest("a"); return !(a && a.href && a.href.split("#")[0] === i.src.split("#")[0]); })
+    .map(i => (i.getAttribute("src") || "").slice(-60));
+  const images = Array.from(main.querySelectorAll(".cell_output img")).filter(i => !i.closest(".dskd-player")).length;
+  const art = document.querySelector(".bd-article") || main;
+  const cs = getComputedStyle(art);
+  const column = art.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+  const article_links = Array.from(art.querySelectorAll("a[href]")).map(a => a.href);
+  return {raw, code, wrapped, clipped, players, unlinked, images, column, article_links};
+}"""
+
+_JS_PLAYER_WORKS = """async (id) => {
+  const p = document.getElementById(id);
+  const img = p.querySelector("img.dskd-player-frame");
+  const before = [img.src, p.getAttribute("data-shown")];
+  const c = p.querySelector("[data-control]");
+  if (!c) return {ok: false, why: "no control"};
+  if (c.tagName === "SELECT") {
+    const other = Array.from(c.options).find(o => o.value !== c.value);
+    if (!other) return {ok: false, why: "a menu with one option"};
+    c.value = other.value;
+  } else {
+    c.value = String(+c.value === +c.max ? c.min : c.max);
+  }
+  c.dispatchEvent(new Event("input", {bubbles: true}));
+  c.dispatchEvent(new Event("change", {bubbles: true}));
+  await new Promise(r => setTimeout(r, 50));
+  const after = [img.src, p.getAttribute("data-shown")];
+  return {ok: after[0] !== before[0] && after[1] !== before[1] && img.naturalWidth > 0,
+          why: `view ${before[1]} -> ${after[1]}, image changed: ${after[0] !== before[0]}`};
 }"""
 
 _JS_SEARCH_DONE = """() => {
@@ -336,6 +429,8 @@ class PageReport:
     launch: list[str] = field(default_factory=list)            # hrefs of Colab / Binder links
     overflow: dict[str, Any] = field(default_factory=dict)     # at phone width
     dropdowns: list[dict[str, Any]] = field(default_factory=list)  # .admonition.dropdown, before a click
+    reader: dict[str, Any] = field(default_factory=dict)       # _JS_READER at desktop width
+    reader_phone: dict[str, Any] = field(default_factory=dict)  # _JS_READER at phone width
 
 
 def _new_context(browser, viewport: dict[str, int], origin: str, sink: dict[str, list[str]], phone: bool = False):
@@ -379,13 +474,22 @@ def _open(context, url: str, origin: str, errors: list[str]):
     return page
 
 
+#: the pages whose screenshots are kept, besides the landing page and the first chapter (when they exist):
+#: equations (chapter 6), generated tables (15), an explorer (2), the runs page
+SCREENSHOT_PAGES = {"equations": "notebooks/06_loss", "tables": "notebooks/15_results",
+                    "explorer": "notebooks/02_teacher", "runs": "book/runs_in_this_book"}
+
+
 def _landing_and_chapter(built_book) -> dict[str, str]:
+    """Screenshot name -> page: the landing page, the first chapter, and SCREENSHOT_PAGES that exist."""
     from test_book import read_toc, toc_files
 
     docs = toc_files(read_toc())
     chapters = [d for d in docs if f"{d}.ipynb" in built_book.notebooks]
     chapter = chapters[0] if chapters else ("book/preface" if "book/preface" in docs else docs[-1])
-    return {"landing": f"{docs[0]}.html", "chapter": f"{chapter}.html"}
+    shots = {"landing": f"{docs[0]}.html", "chapter": f"{chapter}.html"}
+    shots.update({kind: f"{doc}.html" for kind, doc in SCREENSHOT_PAGES.items() if doc in docs})
+    return shots
 
 
 @pytest.fixture(scope="module")
@@ -416,6 +520,7 @@ def reports(playwright_and_chromium, browser, site, built_book) -> dict[str, Pag
             rep.cells = page.evaluate(_JS_CELLS)
             rep.dropdowns = page.evaluate(_JS_DROPDOWNS)
             rep.launch = [h for h in rep.links if "colab.research.google.com" in h or "mybinder.org" in h]
+            rep.reader = page.evaluate(_JS_READER)
             for kind, doc in shots.items():
                 if doc == name:
                     page.screenshot(path=str(SCREENSHOTS / f"{kind}-desktop-1280.png"), full_page=True)
@@ -425,6 +530,7 @@ def reports(playwright_and_chromium, browser, site, built_book) -> dict[str, Pag
             page = _open(phone, f"{origin}/{quote(name)}", origin, phone_errors)
             rep.console_errors += [f"{e} (at phone width)" for e in phone_errors if e not in rep.console_errors]
             rep.overflow = page.evaluate(_JS_OVERFLOW)
+            rep.reader_phone = page.evaluate(_JS_READER)
             for kind, doc in shots.items():
                 if doc == name:
                     page.screenshot(path=str(SCREENSHOTS / f"{kind}-phone-390.png"), full_page=True)
@@ -629,8 +735,9 @@ def test_screenshots_of_the_landing_page_and_a_chapter(playwright_and_chromium, 
     shots = sorted(SCREENSHOTS.glob("*.png"))
     print(f"screenshots ({', '.join(_landing_and_chapter(built_book).values())}) in {SCREENSHOTS}: "
           + ", ".join(s.name for s in shots))
+    kinds = _landing_and_chapter(built_book)
     assert [s.name for s in shots] == sorted(
-        f"{kind}-{size}.png" for kind in ("chapter", "landing") for size in ("desktop-1280", "phone-390"))
+        f"{kind}-{size}.png" for kind in kinds for size in ("desktop-1280", "phone-390"))
     assert all(s.stat().st_size > 5_000 for s in shots), "a screenshot is (nearly) empty"
 
 
@@ -697,3 +804,141 @@ def test_solutions_start_collapsed(playwright_and_chromium, reports, site, brows
         if not first["shown"]:
             failures.setdefault(with_solutions[0], []).append(f"{first['title']!r} does not open on a click")
     assert not failures, f"solution toggles:\n{_summary(failures)}"
+
+
+# ----------------------------------------------------------------------------- what a reader sees
+
+
+def _reader_failures(reports: dict[str, PageReport], key: str) -> dict[str, list[str]]:
+    failures: dict[str, list[str]] = {}
+    for p, r in reports.items():
+        for width, seen in (("1280 px", r.reader), ("390 px", r.reader_phone)):
+            for item in seen.get(key, []):
+                failures.setdefault(p, []).append(f"{item} (at {width})")
+    return failures
+
+
+@pytest.mark.slow
+def test_no_markdown_or_tex_shown_as_text(playwright_and_chromium, reports):
+    """Generated tables and formulas render as tables and typeset math (MyST), never as pipes or raw $...$."""
+    failures = _reader_failures(reports, "raw")
+    assert not failures, f"Markdown or TeX that the reader sees as text:\n{_summary(failures)}"
+
+
+@pytest.mark.slow
+def test_code_lines_wrap_or_fit_their_block(playwright_and_chromium, reports):
+    failures = _reader_failures(reports, "code")
+    assert not failures, f"code lines wider than their block, not wrapped:\n{_summary(failures)}"
+
+
+@pytest.mark.slow
+def test_chapter_code_fits_the_desktop_column(playwright_and_chromium, reports):
+    """At 1280 px no line of a code cell needs to wrap: 88 characters fit the column."""
+    failures = {p: [f"wraps: {w}" for w in r.reader.get("wrapped", [])] for p, r in reports.items()}
+    failures = {p: f for p, f in failures.items() if f}
+    assert not failures, f"code cells whose lines do not fit the column at 1280 px:\n{_summary(failures)}"
+
+
+@pytest.mark.slow
+def test_no_equation_is_clipped(playwright_and_chromium, reports):
+    """At phone width a wide display equation scrolls in its box; none is cut off."""
+    failures = _reader_failures(reports, "clipped")
+    assert not failures, f"display equations cut off:\n{_summary(failures)}"
+
+
+@pytest.mark.slow
+def test_figures_open_full_size(playwright_and_chromium, reports):
+    failures = {p: [f"output image not linked to its file: ...{u}" for u in r.reader.get("unlinked", [])]
+                for p, r in reports.items()}
+    failures = {p: f for p, f in failures.items() if f}
+    assert sum(r.reader.get("images", 0) for r in reports.values()) > 50, "the pages show almost no figure"
+    assert not failures, f"figures without a link to their full-size file:\n{_summary(failures)}"
+
+
+@pytest.mark.slow
+def test_the_column_is_as_wide_as_the_figures_are_drawn_for(playwright_and_chromium, reports):
+    """The plotting tests check every figure's smallest text at ``COLUMN_PX``; the real column must not be
+    narrower, or the figures' text would come out smaller on screen than they checked."""
+    from dskd.plotting.style import COLUMN_PX
+
+    chapters = {p: r.reader.get("column", 0) for p, r in reports.items() if p.startswith("notebooks/")}
+    assert chapters, "no chapter page"
+    narrow = {p: w for p, w in chapters.items() if w < COLUMN_PX - 4}
+    assert not narrow, f"text column narrower than COLUMN_PX = {COLUMN_PX} px at 1280 px: {narrow}"
+
+
+@pytest.mark.slow
+def test_every_explorer_works_without_a_kernel_or_a_cdn(playwright_and_chromium, reports, site, browser, built_book):
+    """Each explorer's static player has a control, and changing it shows another precomputed view; its
+    page requests nothing from another host."""
+    origin, _ = site
+    with_players = {p: r for p, r in reports.items() if r.reader.get("players")}
+    explorer_cells = sum(1 for rel, path in built_book.notebooks.items() if "_explorer(" in path.read_text())
+    assert with_players, "no page shows an explorer's player"
+    assert sum(len(r.reader["players"]) for r in with_players.values()) >= explorer_cells
+    failures: dict[str, list[str]] = {}
+    for page_name, rep in with_players.items():
+        problems = [f"request to another host: {u}" for u in rep.external]
+        problems += [f"player {pl['id']} has no control" for pl in rep.reader["players"] if pl["controls"] < 1]
+        problems += [f"player {pl['id']} has {pl['frames']} view(s)" for pl in rep.reader["players"] if pl["frames"] < 2]
+        sink: dict[str, list[str]] = {"external": []}
+        context = _new_context(browser, DESKTOP, origin, sink)
+        try:
+            page = _open(context, f"{origin}/{quote(page_name)}", origin, [])
+            for pl in rep.reader["players"]:
+                result = page.evaluate(_JS_PLAYER_WORKS, pl["id"])
+                if not result["ok"]:
+                    problems.append(f"player {pl['id']}: a change of its first control did nothing ({result['why']})")
+        finally:
+            context.close()
+        problems += [f"request to another host: {u}" for u in sink["external"]]
+        if problems:
+            failures[page_name] = problems
+    assert not failures, f"explorers that do not work in the static book:\n{_summary(failures)}"
+
+
+@pytest.mark.slow
+def test_landing_page_links_every_page_of_the_toc(playwright_and_chromium, reports, site, built_book):
+    """From its own text (not the navigation bar): a student sees every chapter as a link."""
+    from test_book import read_toc, toc_files
+
+    origin, html = site
+    landing = _landing_and_chapter(built_book)["landing"]
+    linked = {site_file(h, origin, html) for h in reports[landing].reader.get("article_links", [])}
+    docs = toc_files(read_toc())[1:]
+    missing = [d for d in docs if html / f"{d}.html" not in linked]
+    assert not missing, f"{landing} does not link these pages of _toc.yml from its text: {missing}"
+
+
+def test_the_static_player_switches_views_in_the_browser(playwright_and_chromium, browser):
+    """The explorers' player on its own page (no book needed): a fixed value before the varying ones, a
+    menu and a slider; each change shows the matching precomputed view, and a combination that was not
+    precomputed snaps the other controls to one that was."""
+    from dskd.widgets.static import player_html
+
+    def frame(*labels):
+        return {"labels": list(labels), "src": "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///ywAAAAAAQABAAACAUwAOw==#" + "-".join(labels),
+                "start": False}
+
+    frames = [frame("fixed", "a", "0"), frame("fixed", "a", "1"), frame("fixed", "a", "2"), frame("fixed", "a", "3"),
+              frame("fixed", "a", "4"), frame("fixed", "b", "0")]
+    grid = {"k": [("fixed", 1)], "menu": [("a", "a"), ("b", "b")],
+            "n": [(str(i), i) for i in range(5)]}
+    page_html = "<html><body>" + player_html(frames, grid, {}, title="t", player_id="p") + "</body></html>"
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_content(page_html)
+        assert page.get_attribute("#p", "data-shown") == "fixed\u001fa\u001f0"
+        result = page.evaluate(_JS_PLAYER_WORKS, "p")  # the first control: the menu, to "b"
+        assert result["ok"], result["why"]
+        assert page.get_attribute("#p", "data-shown") == "fixed\u001fb\u001f0"
+        page.select_option("#p select", "a")
+        page.eval_on_selector("#p input[type=range]", "e => { e.value = 3; e.dispatchEvent(new Event('input')); }")
+        assert page.get_attribute("#p", "data-shown") == "fixed\u001fa\u001f3"
+        assert page.get_attribute("#p img.dskd-player-frame", "src").endswith("#fixed-a-3")
+        page.select_option("#p select", "b")  # (b, 3) was not precomputed: the slider snaps to (b, 0)
+        assert page.get_attribute("#p", "data-shown") == "fixed\u001fb\u001f0"
+        assert page.eval_on_selector("#p input[type=range]", "e => e.value") == "0"
+    finally:
+        context.close()

@@ -160,6 +160,11 @@ def test_a_file_that_is_not_a_checkpoint_gives_one_line(kind, keywords, trained,
     (["train", "--device", "tpu"], ["device"]),
     (["reproduce", "mt-defects", "--gpus", "0,1"], ["--gpus", "no CUDA GPU"]),
     (["demo", "--epochs", "0"], ["epochs=0"]),
+    (["train", "--holdout", "0.9"], ["holdout_fraction=0.9", "[0, 0.5]"]),
+    (["train", "--holdout", "nan"], ["holdout_fraction=nan", "finite"]),
+    (["train", "--false-alarm-rate", "1"], ["--false-alarm-rate", "[0, 1)"]),
+    (["train", "--false-alarm-rate", "nan"], ["--false-alarm-rate", "[0, 1)"]),
+    (["ablate", "--study", "dfe", "--holdout", "-0.1"], ["holdout_fraction=-0.1"]),
 ])
 def test_bad_settings_are_refused_before_any_work(argv, keywords, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -182,6 +187,66 @@ def test_predict_rejects_a_nan_threshold(trained, images, tmp_path, capsys):
     code, err = _run(["predict", str(trained), str(images), "--threshold", "nan", "--out", str(tmp_path / "p")],
                      capsys)
     _assert_one_line_error(code, err, "--threshold", "finite")
+
+
+def _decision_argv(command: str, checkpoint: Path, images: Path, tmp_path: Path) -> list[str]:
+    return {"predict": ["predict", str(checkpoint), str(images), "--out", str(tmp_path / "p")],
+            "evaluate": ["evaluate", str(checkpoint), "--out", str(tmp_path / "e.json")],
+            "export": ["export", str(checkpoint), "--out", str(tmp_path / "m.onnx")]}[command]
+
+
+def _no_inference(monkeypatch) -> None:
+    import dskd.evaluation
+    import dskd.export
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("inference or export ran before the flags were checked")
+
+    for module, name in ((dskd.evaluation, "predict"), (dskd.evaluation, "evaluate"), (dskd.export, "export_onnx")):
+        monkeypatch.setattr(module, name, refuse)
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "export"])
+@pytest.mark.parametrize("flags, keywords", [
+    (["--false-alarm-rate", "1.5"], ["--false-alarm-rate", "[0, 1)", "1.5"]),
+    (["--false-alarm-rate", "-0.01"], ["--false-alarm-rate", "[0, 1)"]),
+    (["--false-alarm-rate", "nan"], ["--false-alarm-rate", "nan"]),
+    (["--threshold", "inf"], ["--threshold", "finite"]),
+])
+def test_bad_threshold_flags_are_refused_before_any_work(command, flags, keywords, trained, images, tmp_path,
+                                                         capsys, monkeypatch):
+    _no_inference(monkeypatch)
+    code, err = _run(_decision_argv(command, trained, images, tmp_path) + flags, capsys)
+    _assert_one_line_error(code, err, *keywords)
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "export"])
+def test_threshold_and_false_alarm_rate_exclude_each_other(command, trained, images, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(_decision_argv(command, trained, images, tmp_path) + ["--threshold", "0.1", "--false-alarm-rate", "0.1"])
+    err = capsys.readouterr().err
+    _assert_one_line_error(stop.value.code, err, "--false-alarm-rate", "not allowed with argument --threshold")
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "export"])
+def test_a_false_alarm_rate_for_a_checkpoint_without_held_out_scores_is_one_line(command, trained, images, tmp_path,
+                                                                                 capsys, monkeypatch):
+    _no_inference(monkeypatch)
+    payload = torch.load(trained, map_location="cpu", weights_only=True)
+    del payload["calibration"]  # as written before checkpoints stored a threshold
+    old = tmp_path / "old.pt"
+    torch.save(payload, old)
+    code, err = _run(_decision_argv(command, old, images, tmp_path) + ["--false-alarm-rate", "0.05"], capsys)
+    _assert_one_line_error(code, err, "needs the held-out normal scores", str(old), "pass --threshold")
+
+
+def test_export_refuses_an_unknown_format_and_a_folder_as_output(trained, tmp_path, capsys, monkeypatch):
+    _no_inference(monkeypatch)
+    with pytest.raises(SystemExit) as stop:
+        main(["export", str(trained), "--format", "tflite"])
+    _assert_one_line_error(stop.value.code, capsys.readouterr().err, "invalid choice: 'tflite'", "onnx")
+    code, err = _run(["export", str(trained), "--out", str(tmp_path)], capsys)
+    _assert_one_line_error(code, err, "is a folder, expected a file name")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -357,7 +422,8 @@ def test_a_bad_image_under_a_worker_process_is_one_line(data_make_mvtec_tree, tm
     bad = root / "bottle" / "train" / "good" / "001.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")
     code, err = _run(["train", "--dataset", "mvtec", "--category", "bottle", "--data-root", str(root), *TINY,
-                      "--epochs", "1", "--num-workers", "1", "--out", str(tmp_path / "o")], capsys)
+                      "--epochs", "1", "--holdout", "0", "--num-workers", "1", "--out", str(tmp_path / "o")],
+                     capsys)
     _assert_one_line_error(code, err, "cannot read image", "001.png")
     assert "Original Traceback" not in err and "worker" not in err
 

@@ -59,3 +59,54 @@ def test_install_patches_nbclient_once():
     patched = NotebookClient.async_start_new_kernel_client
     short_poll.install()
     assert NotebookClient.async_start_new_kernel_client is patched and patched._dskd_short_poll
+
+
+# ----------------------------------------------------------------------------- the chapter time budget
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import notebook_runner as runner  # noqa: E402
+
+
+def _run(seconds, cpu, others):
+    return runner.ExecutedNotebook(Path("x.ipynb"), Path("x.ipynb"), seconds, None, None,
+                                   cpu_seconds=cpu, others_share=others)
+
+
+def test_a_busy_machine_does_not_fail_a_chapter_whose_kernel_stayed_within_its_cpu_time():
+    slow_but_cheap = _run(seconds=394, cpu=250, others=0.6)  # chapter 13 beside a training job
+    assert not slow_but_cheap.machine_idle
+    assert runner.budget_problems(slow_but_cheap) == []
+
+
+def test_the_kernels_cpu_time_is_always_checked():
+    costly = _run(seconds=150, cpu=runner.CPU_BUDGET_S + 1, others=0.5)
+    assert runner.budget_problems(costly) == [
+        f"kernel CPU time {runner.CPU_BUDGET_S + 1:.0f} s > {runner.CPU_BUDGET_S:.0f} s "
+        f"({runner.BUDGET_CORES} cores x {runner.NOTEBOOK_BUDGET_S:.0f} s)"]
+
+
+def test_wall_time_counts_on_an_idle_machine():
+    slow_alone = _run(seconds=runner.NOTEBOOK_BUDGET_S + 20, cpu=200, others=0.02)
+    assert slow_alone.machine_idle
+    assert runner.budget_problems(slow_alone) == [
+        f"wall time {runner.NOTEBOOK_BUDGET_S + 20:.0f} s > {runner.NOTEBOOK_BUDGET_S:.0f} s on an otherwise idle "
+        "machine"]
+
+
+def test_an_unmeasured_kernel_is_a_problem_not_a_pass():
+    assert runner.budget_problems(_run(seconds=10, cpu=None, others=None)) == [
+        "the kernel's CPU time was not measured"]
+
+
+def test_execute_measures_the_kernels_cpu_time(tmp_path):
+    import nbformat
+
+    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0:\n    pass\n"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(spin)])
+    path = tmp_path / "spin.ipynb"
+    nbformat.write(nb, path)
+    run = runner.execute(path, tmp_path)
+    assert run.error is None
+    assert 1.0 <= run.cpu_seconds < run.seconds + 30  # the kernel's own second of CPU, plus its start-up
+    assert run.others_share is not None and run.others_share >= 0
+    assert "kernel CPU" in run.timing_report()

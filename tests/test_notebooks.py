@@ -3,10 +3,12 @@
 The equality checks inside the chapters (teaching code == package code) are tests through this file.
 """
 import json
+import shutil
 
+import numpy as np
 import pytest
 
-from notebook_runner import NOTEBOOK_BUDGET_S, chapter_paths, figure_count
+from notebook_runner import budget_problems, chapter_paths, figure_count
 
 CHAPTERS = chapter_paths()
 
@@ -20,8 +22,8 @@ def test_there_are_chapters():
 def test_chapter_runs(path, executed_notebook):
     run = executed_notebook(path)
     assert run.error is None, f"{path.name} failed:\n{run.error[-3000:]}"
-    assert run.seconds <= NOTEBOOK_BUDGET_S, \
-        f"{path.name} took {run.seconds:.0f} s (budget {NOTEBOOK_BUDGET_S} s): {run.timing_report()}"
+    over = budget_problems(run)
+    assert not over, f"{path.name} is over its time budget: {'; '.join(over)} ({run.timing_report()})"
     assert figure_count(run.notebook) >= 1, f"{path.name} shows no figure"
 
 
@@ -34,29 +36,57 @@ def test_chapter_is_committed_without_outputs(path):
     assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing"
 
 
+#: code lines longer than this are cut off (or wrapped) in the book's column and in a notebook's cell
+CODE_LINE_LIMIT = 88
+
+
+def long_code_lines(nb) -> list[str]:
+    """'cell N: line' for every code line longer than CODE_LINE_LIMIT (the install cell, issue 15's, aside)."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or "importlib.util.find_spec(\"dskd\")" in cell.source:
+            continue
+        found += [f"cell {i}: {line.strip()[:60]}... ({len(line)} characters)"
+                  for line in cell.source.splitlines() if len(line) > CODE_LINE_LIMIT]
+    return found
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_code_lines_fit_the_column(path):
+    import nbformat
+
+    long = long_code_lines(nbformat.read(path, as_version=4))
+    assert not long, f"{path.name}: code lines over {CODE_LINE_LIMIT} characters:\n  " + "\n  ".join(long[:10])
+
+
+def test_long_code_lines_are_found():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("x" * 200),
+                                         nbformat.v4.new_code_cell("a = 1\n" + "b = '" + "x" * 90 + "'")])
+    assert long_code_lines(nb) == [f"cell 1: b = '{'x' * 55}... (96 characters)"]
+
+
 # ------------------------------------------------------------- chapter 15 with recorded runs present
-RESULTS_LINE = 'RESULTS = Path("..") / "results"'
 
 
 @pytest.mark.slow
-def test_15_results_with_recorded_runs(tmp_path):
+def test_15_results_with_recorded_runs(tmp_path, monkeypatch):
     """Chapter 15 against a results folder holding runs (tiny `reproduce` runs on fake data trees), so
-    the branches that show our numbers, the per-defect-type chart and the galleries run too."""
-    import nbformat
+    the branches that show our numbers, the per-defect-type chart and the galleries run too. The chapter
+    reads ``dskd.results.results_root()``, which ``$DSKD_RESULTS`` points at the fake folder."""
     from notebook_runner import NOTEBOOKS, execute
     from test_results_figures import make_fake_results
 
     results = make_fake_results(tmp_path / "fake")
-    nb = nbformat.read(NOTEBOOKS / "15_results.ipynb", as_version=4)
-    cells = [c for c in nb.cells if c.cell_type == "code" and RESULTS_LINE in c.source]
-    assert len(cells) == 1, f"chapter 15 must set {RESULTS_LINE!r} in one cell (this test replaces it)"
-    cells[0].source = cells[0].source.replace(RESULTS_LINE, f"RESULTS = Path({str(results)!r})")
+    (results / "README.md").write_text("fake results for chapter 15's test\n")  # what results_root() looks for
+    monkeypatch.setenv("DSKD_RESULTS", str(results))  # the kernel inherits it
     (tmp_path / "nb").mkdir()
     path = tmp_path / "nb" / "15_results.ipynb"
-    nbformat.write(nb, path)
+    shutil.copy2(NOTEBOOKS / "15_results.ipynb", path)
     run = execute(path, tmp_path)
     assert run.error is None, run.error[-3000:]
-    assert run.seconds <= NOTEBOOK_BUDGET_S
+    assert not budget_problems(run), run.timing_report()
     out = "\n".join(o.get("text", "") + o.get("data", {}).get("text/markdown", "")
                     for c in run.notebook.cells if c.cell_type == "code" for o in c.outputs)
     rec = json.loads((results / "mt-defects" / "seed0.json").read_text())
@@ -65,7 +95,8 @@ def test_15_results_with_recorded_runs(tmp_path):
     assert f"{100 * rec['metrics']['image_auroc']:.1f}" in out
     assert "Nothing to redraw" not in out  # the checkpoint is there: the grid is redrawn
     mt = [json.loads(f.read_text()) for f in sorted((results / "mt-defects").glob("seed*.json"))]
-    stpm = sum(100 * r["pro_codes"]["stpm"] for r in mt) / len(mt)
+    # a code that gives NaN on a map (STPM's on a tiny model's flat curve) is left out of the mean, as the chapter does
+    stpm = 100 * np.nanmean([np.nan if r["pro_codes"]["stpm"] is None else r["pro_codes"]["stpm"] for r in mt])
     assert f"(mean over {len(mt)} result file{'s' if len(mt) > 1 else ''}): exact" in out  # the PRO codes, measured
     assert f"STPM's, rescaled **{stpm:.1f}**" in out
     longer = json.loads((results / "mt-defects-100-epochs" / "mt-defects" / "seed0.json").read_text())

@@ -315,8 +315,8 @@ def test_teacher_cache_is_ignored_without_a_teacher():
 
 
 def test_channels_last_and_fused_adam_training_match_within_rounding():
-    cfg = TrainConfig.quick(**{**TINY, "epochs": 2})
-    plain = train(cfg, progress=False)
+    cfg = TrainConfig.quick(**{**TINY, "epochs": 2, "precision": "fp32"})  # bf16 rounds far coarser
+    plain = train(cfg, progress=False, channels_last=False, fused_adam=False, cache_teacher=False)
     fast = train(cfg, progress=False, channels_last=True, fused_adam=True, cache_teacher=True)
     # the first epoch agrees to rounding; later ones drift a little: Adam divides by sqrt(v), so it turns
     # rounding-size differences in tiny gradients into full-size steps

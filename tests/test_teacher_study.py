@@ -142,8 +142,8 @@ def test_recorded_rows_goal_and_the_chapter_on_real_records(tmp_path, monkeypatc
 
     # the chapter, pointed at these files and at the temporary offline teacher
     nb = nbformat.read(CHAPTER, as_version=4)
-    imports = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and 'RESULTS = Path("..")' in c.source)
-    nb.cells[imports].source = nb.cells[imports].source.replace('RESULTS = Path("..") / "results"',
+    imports = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "RESULTS = results_root()" in c.source)
+    nb.cells[imports].source = nb.cells[imports].source.replace("RESULTS = results_root()",
                                                                 f"RESULTS = Path({str(results)!r})")
     nb.cells.insert(imports + 1, nbformat.v4.new_code_cell(
         f"teacher_module.OFFLINE_TEACHER_PATH = Path({str(offline_teacher)!r})\n"

@@ -32,7 +32,8 @@ from .mvtec import (
     download_mvtec,
 )
 from .synthetic import SYNTHETIC_CATEGORIES, SYNTHETIC_DEFECT_TYPES, SyntheticDefects
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, denormalize, load_image, load_image_and_mask, load_mask, normalize
+from .transforms import (IMAGENET_MEAN, IMAGENET_STD, denormalize, load_image, load_image_and_mask, load_mask, normalize,
+                         save_image)
 
 __all__ = [
     "DatasetError",
@@ -43,6 +44,7 @@ __all__ = [
     "load_image",
     "load_mask",
     "load_image_and_mask",
+    "save_image",
     "SyntheticDefects",
     "SYNTHETIC_CATEGORIES",
     "SYNTHETIC_DEFECT_TYPES",

@@ -30,6 +30,7 @@ __all__ = [
     "load_image_and_mask",
     "image_size_of",
     "load_item",
+    "save_image",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -193,6 +194,15 @@ def _mask_to_tensor(im: Image.Image, image_size: int, path: PathLike = "") -> to
                           f"scale, so it is read as empty (no defect pixel); expected a mask of 0/1 or 0/255 "
                           f"(8-bit) or 0/65535 (16-bit)", MaskValuesWarning, stacklevel=3)
     return torch.from_numpy(m.astype(np.float32)[None])
+
+
+def save_image(image: torch.Tensor, path: PathLike) -> str:
+    """Write an ImageNet-normalised ``(3, H, W)`` image (a data set's item) as an 8-bit RGB file, the kind a
+    camera writes: :func:`load_image` reads it back within 1/255 (rounding). Returns the path."""
+    rgb = (denormalize(image.detach().cpu().float()).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    Image.fromarray(rgb).save(path)
+    return str(path)
 
 
 def load_image(path: PathLike, image_size: int) -> torch.Tensor:

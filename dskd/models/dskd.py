@@ -5,6 +5,7 @@ from typing import Any, Mapping, NamedTuple, Optional
 
 from torch import Tensor, nn
 
+from ..losses import normalize_features
 from .decoder import StudentDecoder
 from .embedding import DeepFeatureEmbedding, LastLayerEmbedding
 from .encoder import StudentEncoder
@@ -12,6 +13,8 @@ from .pyramid import Pyramid
 from .teacher import TeacherPyramid, TeacherWeights
 
 STRUCTURES = ("DS", "T-E", "T-D", "E-D")
+#: what the DFE embeds: S_e's features as they are, or l2-normalised along the channels (Algorithm 2, line 7)
+DFE_INPUTS = ("raw", "normalized")
 
 #: which pyramids each structure distils (reference, student): one loss term per pair (Eq. 7)
 LOSS_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -48,18 +51,29 @@ _STUDENT_NETWORKS = ("encoder.", "embedding.", "decoder.")
 class Students(nn.Module):
     """The trainable networks of a structure (S_e, the embedding, S_d) and the one routing between them.
 
+    Three readings of the paper where it is implicit (chapter 5 and the equation map): ``dfe_blocks`` (1,
+    Fig. 4 as drawn, or 2, RD4AD's bottleneck that Table 6's size points to), ``dfe_input`` ("raw" S_e
+    features, or "normalized": l2-normalised along the channels as Algorithm 2, line 7 writes F^_e) and
+    ``detach_decoder_input`` (False: l_d's gradient reaches S_e through the DFE; True: the two distillations
+    train separately, S_e by l_e only, as Sec. 3.3's "separately and independently" reads).
+
     ``forward(x, teacher_features)`` returns ``(encoder pyramid, decoder pyramid)`` (``None`` where the
     structure has no such network). The frozen teacher's pyramid comes in as an argument, so training
     can pass features it computed once (a cache) and DistributedDataParallel can wrap the students only.
     """
 
-    def __init__(self, structure: str, use_dfe: bool = True) -> None:
+    def __init__(self, structure: str, use_dfe: bool = True, *, dfe_blocks: int = 1, dfe_input: str = "raw",
+                 detach_decoder_input: bool = False) -> None:
         super().__init__()
+        if dfe_input not in DFE_INPUTS:
+            raise ValueError(f"dfe_input={dfe_input!r} is invalid: expected one of {DFE_INPUTS}")
         self.structure = structure
+        self.dfe_input, self.detach_decoder_input = dfe_input, detach_decoder_input
         uses = {name for pair in LOSS_PAIRS[structure] for name in pair}
         self.encoder: Optional[StudentEncoder] = StudentEncoder() if "encoder" in uses else None
         if "decoder" in uses:
-            self.embedding: Optional[nn.Module] = DeepFeatureEmbedding() if use_dfe else LastLayerEmbedding()
+            self.embedding: Optional[nn.Module] = (DeepFeatureEmbedding(blocks=dfe_blocks) if use_dfe
+                                                   else LastLayerEmbedding())
             self.decoder: Optional[StudentDecoder] = StudentDecoder()
         else:
             self.embedding, self.decoder = None, None
@@ -69,6 +83,10 @@ class Students(nn.Module):
         d = None
         if self.decoder is not None:
             source = teacher_features if self.structure == "T-D" else e  # T-D embeds the teacher's pyramid
+            if self.detach_decoder_input and source is e:
+                source = Pyramid(*(f.detach() for f in source))  # l_d trains the DFE and S_d only, not S_e
+            if self.dfe_input == "normalized":
+                source = Pyramid(*(normalize_features(f) for f in source))  # Algorithm 2, line 7: F^_e
             d = self.decoder(self.embedding(source))
         return e, d
 
@@ -95,6 +113,10 @@ class DSKD(nn.Module):
         structure: str = "DS",
         use_dfe: bool = True,
         teacher_weights: TeacherWeights = "imagenet",
+        *,
+        dfe_blocks: int = 1,
+        dfe_input: str = "raw",
+        detach_decoder_input: bool = False,
     ) -> None:
         super().__init__()
         if structure not in STRUCTURES:
@@ -103,7 +125,8 @@ class DSKD(nn.Module):
         self.use_dfe = use_dfe
         uses = {name for pair in LOSS_PAIRS[structure] for name in pair}
         self.teacher = TeacherPyramid(teacher_weights) if "teacher" in uses else None
-        self.students = Students(structure, use_dfe)
+        self.students = Students(structure, use_dfe, dfe_blocks=dfe_blocks, dfe_input=dfe_input,
+                                 detach_decoder_input=detach_decoder_input)
 
     # the students' networks by name, as the chapters and the paper call them
     @property
@@ -135,9 +158,14 @@ class DSKD(nn.Module):
         """The (reference, student) pyramids whose distances form the training loss."""
         return [(getattr(out, a), getattr(out, b)) for a, b in LOSS_PAIRS[self.structure]]
 
-    def inference_pair(self, out: DSKDOutput) -> tuple[Pyramid, Pyramid]:
-        """The (reference, student) pyramids compared for the anomaly map."""
-        a, b = INFERENCE_PAIR[self.structure]
+    def inference_pair(self, out: DSKDOutput, pair: Optional[tuple[str, str]] = None) -> tuple[Pyramid, Pyramid]:
+        """The (reference, student) pyramids compared for the anomaly map: the structure's own pair
+        (:data:`INFERENCE_PAIR`), or ``pair`` (e.g. ("encoder", "decoder") of a DS model: Table 7's pairs
+        reading)."""
+        a, b = pair or INFERENCE_PAIR[self.structure]
+        if getattr(out, a, None) is None or getattr(out, b, None) is None:
+            raise ValueError(f"pair {(a, b)} is not available in a {self.structure} model: it has "
+                             f"{[n for n in DSKDOutput._fields if getattr(out, n) is not None]}")
         return getattr(out, a), getattr(out, b)
 
     def student_parameters(self) -> list[nn.Parameter]:

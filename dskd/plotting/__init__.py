@@ -13,7 +13,8 @@ from .results import (plot_anomaly_grid, plot_learning_curve, plot_loss_curve, p
                       plot_table_comparison, runs_setting)
 from .architecture import plot_dskd_architecture, plot_embedding_flow, plot_parameter_budget, plot_value_counts
 from .loss import loss_contributions, plot_distillation_map, plot_loss_forms
-from .inference import confusion_counts, plot_inference_settings, plot_inference_steps, plot_threshold
+from .inference import (confusion_counts, plot_decisions, plot_inference_settings, plot_inference_steps,
+                        plot_threshold)
 from .metrics import plot_pro_regions, plot_pro_threshold, plot_pro_variants, plot_roc_curves
 from .data import plot_dataset_sample, plot_defect_counts, plot_defect_grid, plot_sample
 from .features import (
@@ -34,7 +35,7 @@ __all__ = [
     "runs_setting",
     "plot_dskd_architecture", "plot_embedding_flow", "plot_parameter_budget", "plot_value_counts",
     "loss_contributions", "plot_distillation_map", "plot_loss_forms",
-    "confusion_counts", "plot_inference_settings", "plot_inference_steps", "plot_threshold",
+    "confusion_counts", "plot_decisions", "plot_inference_settings", "plot_inference_steps", "plot_threshold",
     "plot_pro_regions", "plot_pro_threshold", "plot_pro_variants", "plot_roc_curves",
     "plot_dataset_sample", "plot_defect_counts", "plot_defect_grid", "plot_sample",
     "plot_conv1_filters", "plot_discrepancy_maps", "plot_feature_channel", "plot_feature_pyramid", "plot_score_histograms",

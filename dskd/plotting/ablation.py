@@ -42,24 +42,21 @@ def plot_study(
     n = len(rows)
     width = 0.8 / max(n, 1)
     with dskd_style():
-        fig, ax = plt.subplots(figsize=(8.0, 4.0), layout="constrained")
+        fig, ax = plt.subplots(figsize=(7.0, 4.0), layout="constrained")
         x = np.arange(len(metrics))
+        _grouped_bars(ax, rows, metrics, errors=True)  # seaborn: mean ± std over seeds, and every seed
+        handles: list[Any] = [plt.Rectangle((0, 0), 1, 1, color=f"C{i}") for i in range(n)]
+        labels = [f"{row['variant']} (n={row.get('n_seeds', 1)})" for row in rows]
         for i, row in enumerate(rows):
-            means = [row[m] for m in metrics]
-            stds = [row[m + "_std"] for m in metrics]
-            pos = x - 0.4 + width * (i + 0.5)
-            seeds = row.get("n_seeds", 1)
-            ax.bar(pos, means, width * 0.9, yerr=stds if seeds > 1 else None, capsize=3,
-                   label=f"{row['variant']} (n={seeds})")
             if paper and row["variant"] in paper:
-                ax.scatter(pos, np.array(paper[row["variant"]]) / 100, marker="D", color="black", s=18, zorder=3,
-                           label=paper_label if i == 0 or not any(r["variant"] in paper for r in rows[:i]) else None)
-        _chance_marks(ax, metrics)
-        ax.set_xticks(x, [_LABELS[m] for m in metrics])
-        ax.set_ylim(0, 1.05)
-        ax.set_ylabel("score (1 = perfect)")
+                pos = x - 0.4 + width * (i + 0.5)
+                diamonds = ax.scatter(pos, np.array(paper[row["variant"]]) / 100, marker="D", color="black", s=18,
+                                      zorder=5)
+                if not any(r["variant"] in paper for r in rows[:i]):
+                    handles.append(diamonds)
+                    labels.append(paper_label)
         ax.set_title(_wrap(provenance_title(f"Ablation '{study}'", teacher, data), 90))
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
@@ -70,20 +67,49 @@ def _wrap(text: str, width: int) -> str:
 
 def _grouped_bars(ax, rows: Sequence[dict[str, Any]], metrics: Sequence[str], *, errors: bool,
                   colours: Optional[dict[str, int]] = None) -> None:
+    """One group of bars per metric, one bar per variant. With ``errors`` and rows that carry one value per
+    seed (``<metric>_seeds``, from :func:`dskd.ablation.summarize`), seaborn draws the bars as the mean over
+    seeds with the standard deviation as error bar, and every seed as a dot on its bar."""
     n = len(rows)
     width = 0.8 / max(n, 1)
     x = np.arange(len(metrics))
-    for i, row in enumerate(rows):
-        pos = x - 0.4 + width * (i + 0.5)
-        means = [row[m] for m in metrics]
-        stds = [row.get(m + "_std", 0.0) for m in metrics] if errors and row.get("n_seeds", 1) > 1 else None
-        bars = ax.bar(pos, means, width * 0.9, yerr=stds, capsize=3,
-                      color=f"C{colours.get(row['variant'], i) if colours else i}",
-                      label=f"{row['variant']}" + (f" (n={row['n_seeds']})" if "n_seeds" in row else ""))
-        for b, v in zip(bars, means):
-            if not np.isnan(v):
-                ax.annotate(f"{100 * v:.0f}", (b.get_x() + b.get_width() / 2, 0.02), ha="center", va="bottom",
-                            fontsize=6.5, color="white", rotation=90)
+    palette = {row["variant"]: f"C{colours.get(row['variant'], i) if colours else i}" for i, row in enumerate(rows)}
+    label = {row["variant"]: f"{row['variant']}" + (f" (n={row['n_seeds']})" if "n_seeds" in row else "")
+             for row in rows}
+    seeds = errors and all(m + "_seeds" in row for row in rows for m in metrics)
+    if seeds:
+        import pandas as pd
+        import seaborn as sns
+
+        long = pd.DataFrame([{"metric": m, "variant": label[row["variant"]], "value": v}
+                             for row in rows for m in metrics for v in row[m + "_seeds"]])
+        hue_order = [label[row["variant"]] for row in rows]
+        sns.barplot(long, x="metric", y="value", hue="variant", order=list(metrics), hue_order=hue_order,
+                    palette={label[k]: c for k, c in palette.items()}, errorbar="sd", capsize=0.15,
+                    err_kws={"linewidth": 1.0}, width=0.8, saturation=1.0, ax=ax)
+        sns.stripplot(long, x="metric", y="value", hue="variant", order=list(metrics), hue_order=hue_order,
+                      dodge=True, palette={h: "black" for h in hue_order}, size=3, jitter=0.08, legend=False,
+                      ax=ax, zorder=3)
+        ax.set_xlabel("")
+        if ax.get_legend() is not None:  # the callers draw one legend for the whole figure
+            ax.get_legend().remove()
+        for i, row in enumerate(rows):  # the mean of each bar, in %, along its foot
+            for j, m in enumerate(metrics):
+                v = row[m]
+                if not np.isnan(v):
+                    ax.annotate(f"{100 * v:.0f}", (j - 0.4 + width * (i + 0.5), 0.02), ha="center", va="bottom",
+                                fontsize=7, color="white", rotation=90)
+    else:
+        for i, row in enumerate(rows):
+            pos = x - 0.4 + width * (i + 0.5)
+            means = [row[m] for m in metrics]
+            stds = [row.get(m + "_std", 0.0) for m in metrics] if errors and row.get("n_seeds", 1) > 1 else None
+            bars = ax.bar(pos, means, width * 0.9, yerr=stds, capsize=3, color=palette[row["variant"]],
+                          label=label[row["variant"]])
+            for b, v in zip(bars, means):
+                if not np.isnan(v):
+                    ax.annotate(f"{100 * v:.0f}", (b.get_x() + b.get_width() / 2, 0.02), ha="center", va="bottom",
+                                fontsize=7, color="white", rotation=90)
     _chance_marks(ax, metrics)
     ax.set_xticks(x, [_LABELS[m] for m in metrics])
     ax.set_ylim(0, 1.05)

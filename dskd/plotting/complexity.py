@@ -163,7 +163,7 @@ def plot_speedups(speed: dict[str, Any], *, goal_s: Optional[float] = 0.10) -> F
             a2.text(v, y, f" {v:.2f}  x{tr[k]['speedup_vs_plain']:.2f}", va="center", fontsize=8)
         a2.invert_yaxis()
         a2.set_xlim(0, max(ips) * 1.6)
-        a2.set_xlabel(f"training images per second (batch {tr['plain']['batch']})")
+        a2.set_xlabel(f"training images per second (batch {next(iter(tr.values()))['batch']})")
         a2.grid(axis="y", visible=False)
         a2.set_title(f"DS training step, {size}x{size}")
         m = speed["machine"]

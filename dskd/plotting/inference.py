@@ -6,10 +6,13 @@
   :func:`dskd.widgets.inference_explorer`).
 * :func:`plot_threshold`: image scores, a threshold and its confusion table (static twin of
   :func:`dskd.widgets.threshold_explorer`).
+* :func:`plot_decisions`: images decided at a threshold, the region of each map at or above it outlined
+  (``dskd predict``'s heat maps).
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+import textwrap
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -223,11 +226,93 @@ def plot_threshold(
         for (i, j), v in np.ndenumerate(table):
             name = [["TN", "FP"], ["FN", "TP"]][i][j]
             ax.text(j, i, f"{name}\n{v}", ha="center", va="center", fontsize=12)
-        ax.set_xticks([0, 1], ["flagged: no", "flagged: yes"])
+        ax.set_xticks([0, 1], ["not\nflagged", "flagged"])
         ax.set_yticks([0, 1], ["normal", "anomalous"])
         ax.grid(False)
         ax.set_xlabel("decision")
         ax.set_ylabel("truth")
         ax.set_title(f"false alarms: {fpr:.0%} of normal\ndefects caught: {tpr:.0%} of anomalous")
         fig.suptitle(provenance_title("Image-level decision (Eq. 1) at one threshold", teacher, data))
+    return fig
+
+
+#: outline of the region whose map is at or above the threshold
+REGION_COLOUR = "#00e5ff"
+
+
+def short_name(name: str, limit: int = 26) -> str:
+    """A file name cut to ``limit`` characters from the left ("...part_0417.png"): its end tells parts apart."""
+    return name if len(name) <= limit else "..." + name[-(limit - 3):]
+
+
+def wrap_title(text: str, width_in: float, fontsize: float = 10.0) -> str:
+    """``text`` with each line wrapped to fit ``width_in`` inches at ``fontsize`` points (about 0.55 em a
+    character), so a title is never cut off at the figure's edges."""
+    chars = max(20, int(width_in * 72 / (0.6 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+
+
+def plot_decisions(
+    images: Tensor,
+    maps: Tensor,
+    scores: Sequence[float] | Tensor,
+    threshold: Optional[Any],
+    *,
+    names: Sequence[str],
+    teacher: str,
+    data: str,
+    vmax: Optional[float] = None,
+) -> Figure:
+    """One column per image: the image and its anomaly map (Eq. 9), each with the region at or above the
+    threshold outlined; above them the decision of Eq. (1) (``score >= threshold``, the score being the
+    map's maximum, Eq. 10): an image is anomalous exactly when that region is not empty.
+
+    ``threshold``: a :class:`~dskd.inference.Thresholds` (or :class:`~dskd.inference.Calibration`), or
+    ``None`` (scores shown, no decision). Maps share one colour scale up to ``vmax`` (default the largest
+    map value or just above the threshold); the colour bar marks the threshold.
+    """
+    n = len(images)
+    s = [float(v) for v in _np(scores).ravel()]
+    if not (len(maps) == len(s) == len(names) == n):
+        raise ValueError(f"images, maps, scores and names differ in length: {n}, {len(maps)}, {len(s)}, {len(names)}")
+    value = float(threshold.threshold) if threshold is not None else None
+    top = float(maps.max()) if vmax is None else float(vmax)
+    if value is not None:
+        top = max(top, 1.05 * value)
+    with dskd_style():
+        if n == 1:  # one image (dskd predict): image and map side by side
+            width = 6.4
+            fig, grid = plt.subplots(1, 2, figsize=(width, 3.9), layout="constrained")
+            axes = np.array(grid).reshape(2, 1)
+        else:
+            width = max(2.1 * n + 1.3, 5.6)
+            fig, axes = plt.subplots(2, n, figsize=(width, 5.4), squeeze=False, layout="constrained")
+        for i in range(n):
+            m = _np(maps[i])
+            axes[0, i].imshow(to_numpy_image(images[i]))
+            im = axes[1, i].imshow(m, cmap=MAP_CMAP, vmin=float(maps.min()), vmax=top)
+            if value is None:
+                verdict = f"score {s[i]:.3f}\n(no threshold)"
+            elif s[i] >= value:
+                verdict = f"ANOMALOUS\nscore {s[i]:.3f} \u2265 {value:.3f}"
+            else:
+                verdict = f"normal\nscore {s[i]:.3f} < {value:.3f}"
+            if value is not None and (m >= value).any():
+                for ax in axes[:, i]:
+                    ax.contour(m >= value, levels=[0.5], colors=REGION_COLOUR, linewidths=1.2)
+            axes[0, i].set_title(f"{short_name(names[i])}\n{verdict}", fontsize=9,
+                                 color=ANOMALY_COLOUR if value is not None and s[i] >= value else "black")
+        clean_axes(axes)
+        axes[0, 0].set_ylabel("image")
+        axes[1, 0].set_ylabel("anomaly map")
+        if n == 1:
+            axes[1, 0].set_title("anomaly map (Eq. 9)", fontsize=9)
+        bar = fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.85, label="map value (Eq. 9)")
+        if value is not None:
+            bar.ax.axhline(value, color=REGION_COLOUR, lw=2)
+            rule = f"outlined: map \u2265 threshold {value:.4g} ({threshold.rule})"
+        else:
+            rule = "no threshold stored or given: scores only"
+        title = provenance_title(f"Decision of Eq. (1) on each image; {rule}", teacher, data)
+        fig.suptitle(wrap_title(title, width), fontsize=10)
     return fig

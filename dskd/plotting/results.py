@@ -167,7 +167,7 @@ def plot_table_comparison(table: dict[str, Any]) -> Figure:
                            label=label("rebuild (ours)"))
                     # the value above the bar, so that a zero shows too
                     ax.text(x + 0.34, cell["value"] + 1, f"{cell['value']:.1f}", ha="center", va="bottom",
-                            fontsize=7 if t5 else 6, rotation=0 if t5 else 90, color=OURS_COLOUR)
+                            fontsize=7, rotation=0 if t5 else 90, color=OURS_COLOUR)
             ax.set_xticks(range(len(cells)))
             ax.set_xticklabels([c[2] for c in cells], rotation=0 if t5 else 45, ha="center" if t5 else "right")
             ax.set_ylim(0, 104)

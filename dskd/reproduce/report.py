@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Subset
 
@@ -167,3 +168,50 @@ def redraw_examples(record: dict[str, Any], *, base: Optional[PathLike] = None, 
             "title": f"Redrawn from {ckpt.name} ({record.get('training', {}).get('epochs')} epochs): images "
                      f"{start + 1}-{start + per_type} of each defect type in file order",
             "indices": indices}
+
+
+def precision_comparison(records_a: Sequence[dict[str, Any]], records_b: Sequence[dict[str, Any]], *,
+                         labels: tuple[str, str] = ("fp32", "bf16")) -> dict[str, Any]:
+    """The same runs trained in two precisions, metric by metric: each side's mean and seed standard deviation
+    (percent) and whether the difference of the means lies within the seed spread (at most the larger of the
+    two standard deviations). ``records_a`` / ``records_b``: result records of :func:`dskd.reproduce.run_job`.
+    """
+    rows = []
+    for m in METRICS:
+        sides = []
+        for records in (records_a, records_b):
+            values = np.array([100 * r["metrics"][m] for r in records if r["metrics"].get(m) is not None])
+            sides.append((float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else None, len(values)))
+        (mean_a, std_a, n_a), (mean_b, std_b, n_b) = sides
+        spread = max(s for s in (std_a, std_b) if s is not None) if (std_a or std_b) else None
+        diff = mean_b - mean_a
+        rows.append({"metric": m, labels[0]: round(mean_a, 2), f"{labels[0]}_std": std_a and round(std_a, 2),
+                     labels[1]: round(mean_b, 2), f"{labels[1]}_std": std_b and round(std_b, 2),
+                     "n": (n_a, n_b), "difference": round(diff, 2), "spread": spread and round(spread, 2),
+                     "within_spread": spread is not None and abs(diff) <= spread})
+    return {"labels": list(labels), "rows": rows, "all_within_spread": all(r["within_spread"] for r in rows),
+            "seeds": {labels[0]: sorted(r["seed"] for r in records_a), labels[1]: sorted(r["seed"] for r in records_b)}}
+
+
+def precision_comparison_markdown(comparison: dict[str, Any]) -> str:
+    """:func:`precision_comparison` as a Markdown table with one sentence that says what it shows."""
+    a, b = comparison["labels"]
+    names = {"image_auroc": "Image AUROC", "pixel_auroc": "Pixel AUROC", "pro": "PRO"}
+    lines = [f"| Metric (%) | {a} | {b} | {b} − {a} | seed spread | within |", "| --- | --- | --- | --- | --- | --- |"]
+
+    def spread_text(value: Optional[float]) -> str:
+        return "n/a" if value is None else f"{value:.1f}"
+
+    for r in comparison["rows"]:
+        def cell(name: str) -> str:
+            std = r[f"{name}_std"]
+            return f"{r[name]:.1f}" + (f" ± {std:.1f}" if std is not None else "")
+        lines.append(f"| {names[r['metric']]} | {cell(a)} | {cell(b)} | {r['difference']:+.1f} | "
+                     f"{spread_text(r['spread'])} | "
+                     f"{'yes' if r['within_spread'] else 'no'} |")
+    verdict = ("every difference lies within the seed spread" if comparison["all_within_spread"] else
+               "not every difference lies within the seed spread")
+    seeds = "; ".join(f"{name}: seeds {', '.join(map(str, comparison['seeds'][name]))}" for name in (a, b))
+    lines += ["", f"{seeds}. {verdict[0].upper() + verdict[1:]} (the spread is the larger of the two seed "
+              f"standard deviations)."]
+    return "\n".join(lines)

@@ -1,0 +1,95 @@
+"""The readings of the paper where it is implicit (issue "The paper's own build"): each option does what it
+says, the defaults build the model as before, and the pairs reading scores one DS model three ways."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dskd import TrainConfig, evaluate
+from dskd.ablation import STUDIES, run_study
+from dskd.checkpoint import load_checkpoint
+from dskd.inference import InferenceSettings
+from dskd.losses import dskd_loss, normalize_features
+from dskd.models import DSKD
+from dskd.models.embedding import DeepFeatureEmbedding
+from dskd.runs import run_key
+from dskd.training import build_model, dataset_for, train
+
+
+def _model(**options) -> DSKD:
+    torch.manual_seed(0)
+    return DSKD("DS", teacher_weights=None, **options)
+
+
+def test_the_defaults_build_the_model_as_before():
+    assert list(_model().state_dict()) == list(_model(dfe_blocks=1, dfe_input="raw").state_dict())
+    cfg = TrainConfig.quick(teacher="random")
+    assert (cfg.dfe_blocks, cfg.dfe_input, cfg.detach_decoder_input) == (1, "raw", False)
+    # a config naming the defaults is the same run as one written before the fields existed
+    legacy = {k: v for k, v in cfg.to_dict().items() if k not in ("dfe_blocks", "dfe_input", "detach_decoder_input")}
+    assert run_key(TrainConfig.from_dict(legacy)) == run_key(cfg)
+
+
+def test_two_dfe_blocks_add_one_512_channel_residual_block():
+    one, two = DeepFeatureEmbedding(blocks=1), DeepFeatureEmbedding(blocks=2)
+    extra = sum(p.numel() for p in two.parameters()) - sum(p.numel() for p in one.parameters())
+    assert extra == 2 * (512 * 512 * 9 + 2 * 512)  # two 3x3 convs and their BatchNorms' weights and biases
+    f = (torch.randn(2, 64, 32, 32), torch.randn(2, 128, 16, 16), torch.randn(2, 256, 8, 8))
+    assert two.eval()(f).shape == one.eval()(f).shape == (2, 512, 4, 4)
+    with pytest.raises(ValueError, match="blocks=3"):
+        DeepFeatureEmbedding(blocks=3)
+
+
+def test_normalized_dfe_input_embeds_unit_vectors():
+    m = _model(dfe_input="normalized").eval()
+    seen = []
+    m.embedding.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+    x = torch.randn(2, 3, 64, 64)
+    out = m(x)
+    for f, e in zip(seen[0], out.encoder):
+        torch.testing.assert_close(f, normalize_features(e))
+        torch.testing.assert_close(f.norm(dim=1), torch.ones_like(f.norm(dim=1)))
+
+
+def test_detached_decoder_input_keeps_l_d_out_of_the_encoder():
+    x = torch.randn(2, 3, 64, 64)
+    for detach, reaches in ((False, True), (True, False)):
+        m = _model(detach_decoder_input=detach).train()
+        out = m(x)
+        l_d = dskd_loss([(out.teacher, out.decoder)])  # the decoder's term alone
+        l_d.backward()
+        got = any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.encoder.parameters())
+        assert got is reaches
+        assert all(p.grad is not None for p in m.decoder.parameters())
+
+
+def test_each_option_round_trips_through_a_checkpoint(tmp_path):
+    cfg = TrainConfig.quick(teacher="random", epochs=1, n_train=16, n_test=8, dfe_blocks=2, dfe_input="normalized",
+                            detach_decoder_input=True)
+    result = train(cfg, out_dir=tmp_path, progress=False)
+    model, loaded, _ = load_checkpoint(result.checkpoint)
+    assert (loaded.dfe_blocks, loaded.dfe_input, loaded.detach_decoder_input) == (2, "normalized", True)
+    assert isinstance(model.embedding.fuse2, torch.nn.Module) and model.students.detach_decoder_input
+    assert run_key(cfg) != run_key(cfg.replace(dfe_blocks=1))
+    with pytest.raises(ValueError, match="dfe_input='unit'"):
+        cfg.replace(dfe_input="unit")
+
+
+def test_the_pairs_reading_scores_one_ds_model_three_ways(tmp_path):
+    cfg = TrainConfig.quick(teacher="random", epochs=1, n_train=16, n_test=16)
+    data = run_study("pairs", cfg, out_dir=tmp_path, progress=False)
+    records = {r["variant"]: r for r in data["records"]}
+    assert set(records) == {"T vs S_d", "T vs S_e", "S_e vs S_d"}
+    assert len({r["run_key"] for r in records.values()}) == 1  # one trained model
+    assert records["T vs S_e"]["inference"]["pair"] == ["teacher", "encoder"]
+    model = build_model(cfg).eval()
+    test = dataset_for(cfg, "test")
+    base = evaluate(model, test, InferenceSettings())
+    same = evaluate(model, test, InferenceSettings(pair=("teacher", "decoder")))
+    assert base.image_auroc == same.image_auroc  # DS's own pair is T vs S_d (Algorithm 2)
+    with pytest.raises(ValueError, match="pair"):
+        InferenceSettings(pair=("teacher", "teacher"))
+    with pytest.raises(ValueError, match="not available in a T-E model"):
+        te = DSKD("T-E", teacher_weights=None).eval()
+        te.inference_pair(te(torch.randn(1, 3, 64, 64)), ("encoder", "decoder"))
+    assert set(STUDIES) >= {"dfe-blocks", "dfe-input", "decoder-gradient", "pairs"}
