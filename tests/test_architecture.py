@@ -25,7 +25,7 @@ LAYERS: dict[str, int] = {
     # experiments
     **{m: 2 for m in ("reproduce", "ablation", "profiling", "teacher_study", "pretrain", "paper_build", "baselines")},
     # what a reader or a user runs: the CLI, the chapters' report writers and explorers
-    **{m: 3 for m in ("cli", "__main__", "report", "widgets", "student_copies")},
+    **{m: 3 for m in ("cli", "cli_args", "cli_experiments", "__main__", "report", "widgets", "student_copies")},
 }
 
 

@@ -62,7 +62,7 @@ def plot_study(
 
 def _wrap(text: str, width: int) -> str:
     """Wrap each line of ``text`` on its own (textwrap.fill would count the newlines as characters)."""
-    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+    return "\n".join(textwrap.fill(line, width, break_on_hyphens=False) for line in text.split("\n"))
 
 
 def _grouped_bars(ax, rows: Sequence[dict[str, Any]], metrics: Sequence[str], *, errors: bool,

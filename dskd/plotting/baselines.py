@@ -22,21 +22,21 @@ def plot_same_teacher(rows: Sequence[dict[str, Any]], *, teacher: str, data: str
     width = 0.8 / max(n, 1)
     x = np.arange(len(metrics))
     with dskd_style():
-        fig, ax = plt.subplots(figsize=(8.5, 4.2), layout="constrained")
+        fig, ax = plt.subplots(figsize=(7.0, 5.0), layout="constrained")  # drawn at the column's width
         for i, row in enumerate(rows):
             pos = x - 0.4 + width * (i + 0.5)
             label = f"{row['method']}: {row['what']}"
             if not row.get("recorded", True):
                 ax.bar(pos, [1.0] * len(metrics), width * 0.9, fill=False, hatch="//", edgecolor=f"C{i}", alpha=0.45,
-                       label=textwrap.fill(label + " (not recorded yet)", 48))
+                       label=textwrap.fill(label + " (not recorded yet)", 44))
                 for p in pos:
-                    ax.text(p, 0.5, "not recorded", rotation=90, ha="center", va="center", fontsize=7, color=f"C{i}")
+                    ax.text(p, 0.5, "not recorded", rotation=90, ha="center", va="center", fontsize=7.5, color=f"C{i}")
                 continue
             means = [row[m] for m in metrics]
             seeds = row.get("seeds", [])
             stds = [row[f"{m}_std"] for m in metrics] if len(seeds) > 1 else None
             bars = ax.bar(pos, means, width * 0.9, yerr=stds, capsize=3, color=f"C{i}",
-                          label=textwrap.fill(f"{label} (n={len(seeds)})", 48))
+                          label=textwrap.fill(f"{label} (n={len(seeds)})", 44))
             for j, m in enumerate(metrics):
                 values = [v for v in row.get(f"{m}_per_seed", []) if v is not None]
                 ax.scatter([pos[j]] * len(values), values, s=9, color="black", zorder=3,
@@ -44,12 +44,12 @@ def plot_same_teacher(rows: Sequence[dict[str, Any]], *, teacher: str, data: str
             for b, v in zip(bars, means):
                 if not np.isnan(v):
                     ax.annotate(f"{100 * v:.1f}", (b.get_x() + b.get_width() / 2, 0.02), ha="center", va="bottom",
-                                fontsize=6.5, color="white", rotation=90)
+                                fontsize=7.5, color="white", rotation=90)
         _chance_marks(ax, metrics)
         ax.set_xticks(x, [_LABELS[m] for m in metrics])
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("score (1 = perfect; dashed: chance)")
-        ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)  # below: the bars keep the width
         ax.set_title(_wrap(provenance_title("The same teacher: a memory bank of its features vs distillation",
-                                            teacher, data), 90))
+                                            teacher, data), 80))
     return fig
