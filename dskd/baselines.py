@@ -297,8 +297,16 @@ def _missing(method: str, what: str, source: str, command: str) -> dict[str, Any
 ARCHITECTURE_40 = ("ablations-40-epochs", "mt-defects")
 DS_RECORDS = ("mt-defects",)
 ABLATION_COMMAND = ("DSKD_DATA=<folder> dskd ablate --study architecture --variants T-E,T-D --preset paper "
-                    "--dataset mt-defects --epochs 40 --precision fp32 --teacher offline-pretrained --seeds 0,1,2 "
+                    "--dataset mt-defects --epochs 40 --precision bf16 --teacher offline-pretrained --seeds 0,1,2 "
                     "--out-dir results/ablations-40-epochs")
+
+
+def _training(records: Sequence[dict[str, Any]]) -> str:
+    """"40 epochs, bf16": the epochs and the training arithmetic the records name (fp32 where none is named,
+    as before the precision option existed)."""
+    epochs = sorted({r["config"]["epochs"] for r in records})
+    precisions = sorted({r["config"].get("precision", "fp32") for r in records})
+    return f"{'/'.join(map(str, epochs))} epochs, {'/'.join(precisions)}"
 
 
 def same_teacher_comparison(root: Optional[Union[str, Path]] = None) -> list[dict[str, Any]]:
@@ -322,10 +330,9 @@ def same_teacher_comparison(root: Optional[Union[str, Path]] = None) -> list[dic
     ds = sorted((json.loads(p.read_text()) for p in base.joinpath(*DS_RECORDS).glob("seed*.json")),
                 key=lambda r: r["seed"])
     if ds:
-        epochs = sorted({r["config"]["epochs"] for r in ds})
         rows.append(_row("DS", "T -> S_e -> DFE -> S_d, T vs S_d (DSKD)",
                          {m: [r["metrics"][m] for r in ds] for m in METRICS}, ds,
-                         "/".join(DS_RECORDS) + "/seed*.json", f"{'/'.join(map(str, epochs))} epochs"))
+                         "/".join(DS_RECORDS) + "/seed*.json", _training(ds)))
     else:
         rows.append(_missing("DS", "T -> S_e -> DFE -> S_d, T vs S_d (DSKD)", "/".join(DS_RECORDS),
                              "DSKD_DATA=<folder> dskd reproduce mt-defects --epochs 40 --seeds 0,1,2 "
@@ -335,9 +342,8 @@ def same_teacher_comparison(root: Optional[Union[str, Path]] = None) -> list[dic
     for variant in ("T-E", "T-D"):
         recs = sorted((r for r in study.records if r["variant"] == variant), key=lambda r: r["seed"])
         if recs:
-            epochs = sorted({r["config"]["epochs"] for r in recs})
             rows.append(_row(variant, what[variant], {m: [r[m] for r in recs] for m in METRICS}, recs,
-                             "/".join(ARCHITECTURE_40) + "/architecture.json", f"{'/'.join(map(str, epochs))} epochs"))
+                             "/".join(ARCHITECTURE_40) + "/architecture.json", _training(recs)))
         else:
             rows.append(_missing(variant, what[variant], "/".join(ARCHITECTURE_40) + "/architecture.json",
                                  ABLATION_COMMAND))

@@ -209,7 +209,8 @@ def _fake_root(tmp_path, *, patchcore=(0.80, 0.82, 0.78), ds=(0.90, 0.93, 0.88),
                 "config": {"epochs": 40}, "provenance": {"teacher": teacher}})
     if architecture:
         recs = [{"study": "architecture", "variant": v, "seed": s, "image_auroc": a, "pixel_auroc": 0.8, "pro": 0.5,
-                 "config": {"epochs": 40}, "provenance": {"teacher": teacher, "command": "dskd ablate"}}
+                 "config": {"epochs": 40, "precision": "bf16"},
+                 "provenance": {"teacher": teacher, "command": "dskd ablate"}}
                 for v, a in (("T-E", 0.70), ("T-D", 0.85)) for s in range(3)]
         _write(root / "ablations-40-epochs" / "mt-defects" / "architecture.json",
                {"schema": 1, "study": "architecture", "dataset": "mt-defects", "records": recs})
@@ -222,7 +223,7 @@ def test_comparison_reads_every_record(tmp_path):
     pc, ds, te, td = rows
     assert pc["image_auroc"] == pytest.approx(0.8) and pc["seeds"] == [0, 1, 2]
     assert pc["image_auroc_std"] == pytest.approx(0.02)
-    assert ds["image_auroc"] == pytest.approx(0.9033333) and ds["training"] == "40 epochs"
+    assert ds["image_auroc"] == pytest.approx(0.9033333) and ds["training"] == "40 epochs, fp32"  # records without a precision
     assert te["image_auroc"] == pytest.approx(0.70) and td["pixel_auroc"] == pytest.approx(0.8)
     table = comparison_table(rows)
     assert "| PatchCore | memory bank of T's features, no training | none (fit once) | 0,1,2 | 80.0 ± 2.0 |" in table
@@ -236,8 +237,8 @@ def test_comparison_reads_every_record(tmp_path):
     assert "DS is ahead on image AUROC and behind on pixel AUROC and PRO" in prose
     assert "image AUROC +10.3, pixel AUROC -20.0, PRO -20.0" in prose
     assert "DS's image AUROC is higher in 3 of 3" in prose
-    assert "T-E (T vs S_e (STPM-like), 40 epochs) is 10.0 points below PatchCore" in prose
-    assert "T-D (T -> DFE -> S_d, T vs S_d (RD4AD-like), 40 epochs) is 5.0 points above PatchCore" in prose
+    assert "T-E (T vs S_e (STPM-like), 40 epochs, bf16) is 10.0 points below PatchCore" in prose
+    assert "T-D (T -> DFE -> S_d, T vs S_d (RD4AD-like), 40 epochs, bf16) is 5.0 points above PatchCore" in prose
 
 
 def test_comparison_says_what_is_not_recorded_and_how_to_record_it(tmp_path):

@@ -1,4 +1,6 @@
 """dskd.paper_build: Table 6's parameters, MACs and size from the paper's probable build, beside ours."""
+import json
+
 import pytest
 import torch
 import torchvision
@@ -169,3 +171,19 @@ def test_cli_prints_the_paper_accounting(capsys):
     out = capsys.readouterr().out
     assert "Table 6 from the paper's probable build, at 256 x 256" in out
     assert "| total | 16.23 | 39.29 |" in out and "| size (MiB) | 105.4 | 105 |" in out
+
+
+def test_chapter_14s_table6_prose_quotes_the_paper_build_as_counted():
+    """The prose under Table 6 takes its parameters, MACs and size from the accounting, not from a text."""
+    from dskd.report.complexity import Recorded, table6_markdown
+
+    acc = paper_accounting()
+    text = table6_markdown(Recorded.read(), acc)
+    t = acc["totals"]
+    assert f"{t['params_m']['paper_build']:.2f} M parameters" in text
+    assert f"{t['gmacs']['paper_build_networks']:.3f} GMACs in the networks" in text
+    assert f"{t['size_mib']['paper_build']:.1f} MiB" in text and f"{t['size_mib']['ours']:.1f} MiB" in text
+    # a different count gives a different text: nothing is quoted from a fixed string
+    changed = json.loads(json.dumps(acc))
+    changed["totals"]["params_m"]["paper_build"] = 12.34
+    assert "12.34 M parameters" in table6_markdown(Recorded.read(), changed)

@@ -24,7 +24,9 @@ WHERE_USED: dict[str, tuple[str, ...]] = {
     "mvtec3d": ("15_results",),
     "ablations": ("10_ablation_architecture", "11_ablation_dfe", "12_ablation_layers", "13_ablation_extras",
                   "16_teacher_knowledge"),
-    "ablations-40-epochs": ("10_ablation_architecture", "11_ablation_dfe", "12_ablation_layers", "16_teacher_knowledge"),
+    "ablations-40-epochs": ("10_ablation_architecture", "11_ablation_dfe", "12_ablation_layers", "13_ablation_extras",
+                            "16_teacher_knowledge", "appendix_same_teacher"),
+    "baselines": ("appendix_same_teacher",),
 }
 #: the settings of DS as the paper trains it; an ablation record with all of them is the study's baseline
 BASELINE = {"structure": "DS", "use_dfe": True, "layers": [1, 2, 3], "lam": 0.1, "normalization": "unit",

@@ -1,0 +1,71 @@
+"""The ablation chapters' studies at Table 5's budget: 40 epochs on MT Defects, bf16 training
+(``results/ablations-40-epochs``, written by ``dskd ablate ... --epochs 40 --precision bf16``).
+
+The chapters' main sections read the 5-epoch studies (``results/ablations``, three seeds each, cheap
+to rerun); these functions put the same studies at 40 epochs beside them, and say plainly how many
+seeds the longer records hold so far and whether the order of the variants moved.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from ..ablation import StudyResults, ablate_command, load_study, order_by
+from ..results import results_path
+
+#: where the 40-epoch studies live (under results/), and how they are trained
+LONGER_FOLDER = ("ablations-40-epochs", "mt-defects")
+LONGER_EPOCHS = 40
+LONGER_PRECISION = "bf16"
+#: the studies each ablation chapter shows at 40 epochs (notebook stem -> studies)
+CHAPTER_STUDIES: dict[str, tuple[str, ...]] = {
+    "10_ablation_architecture": ("architecture", "pairs"),
+    "11_ablation_dfe": ("dfe", "dfe-blocks", "dfe-input"),
+    "12_ablation_layers": ("layers",),
+    "13_ablation_extras": ("decoder-gradient",),
+}
+
+
+def longer_budget_command(study: str) -> str:
+    """The command that records ``study`` at 40 epochs (three seeds, bf16)."""
+    return (f"{ablate_command(study, epochs=LONGER_EPOCHS)} --precision {LONGER_PRECISION} "
+            f"--out-dir results/{LONGER_FOLDER[0]}")
+
+
+def longer_budget_study(study: str, folder: Optional[Path] = None) -> StudyResults:
+    """``study`` as recorded at 40 epochs (``present`` False when it is not recorded yet)."""
+    return load_study(folder if folder is not None else results_path(*LONGER_FOLDER), study)
+
+
+def longer_budget_markdown(longer: StudyResults, shorter: Optional[StudyResults] = None) -> str:
+    """What the 40-epoch records hold (table, commands, commit) and, where the 5-epoch study is there too,
+    whether the order of the variants by image AUROC held; or, when nothing is recorded, the command."""
+    heading = f"**{longer.study}** at {LONGER_EPOCHS} epochs. "
+    if not longer.present:
+        return (heading + f"Not recorded yet: there is no `{longer.path}`. It is recorded with\n\n```bash\n"
+                f"{longer_budget_command(longer.study)}\n```\n\nand this section fills in from the file when the "
+                "chapter runs again.")
+    n_seeds = len(longer.seeds)
+    parts = [heading + longer.markdown()]
+    if n_seeds < 3:
+        parts.append(f"So far {n_seeds} seed{'s' if n_seeds != 1 else ''} ({', '.join(map(str, longer.seeds))}) "
+                     f"of the three: there is no spread over seeds yet to measure a difference against, so read "
+                     f"the order of the variants, not small gaps. The remaining seeds are recorded by the same "
+                     f"command with `--seeds` naming them.")
+    if shorter is not None and shorter.present:
+        at_5, at_40 = order_by(shorter.rows), order_by(longer.rows)
+        common = [v for v in at_40 if v in at_5]
+        same = [v for v in at_5 if v in common] == common
+        epochs = "/".join(map(str, shorter.epochs))
+        parts.append(f"By image AUROC, best first: {' > '.join(common)} at {LONGER_EPOCHS} epochs; "
+                     + ("the same order as " if same else f"{' > '.join(v for v in at_5 if v in common)} ")
+                     + f"at {epochs} epochs (above)"
+                     + ("." if same else ": the longer training changed the order."))
+    return "\n\n".join(parts)
+
+
+def longer_budget_caption(longer: StudyResults) -> str:
+    """The caption under a 40-epoch study's figure: what is drawn and what to compare."""
+    return (f"*{longer.study} ({longer.description}; teacher {longer.teacher}): one "
+            f"group per metric, one bar per variant, each seed a dot. Compare the order of the bars with the "
+            f"5-epoch figure above: a variant that only pays off with longer training moves up here.*")

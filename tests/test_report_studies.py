@@ -1,0 +1,63 @@
+"""dskd.report.studies: the ablation chapters' 40-epoch sections, on fake results trees."""
+import json
+from pathlib import Path
+
+from dskd.ablation import load_study
+from dskd.report import studies
+
+REPO = Path(__file__).resolve().parents[1]
+SHORT = REPO / "results" / "ablations" / "mt-defects"
+
+
+def _longer_tree(tmp_path: Path, study: str, seeds: tuple[int, ...], flip: bool = False) -> Path:
+    """The recorded 5-epoch study rewritten as a 40-epoch one with only ``seeds`` (``flip``: the variants'
+    image AUROCs reversed, so that their order changes)."""
+    data = json.loads((SHORT / f"{study}.json").read_text())
+    recs = [dict(r, config=dict(r["config"], epochs=40)) for r in data["records"] if r["seed"] in seeds]
+    if flip:
+        for r in recs:
+            r["image_auroc"] = 2.0 - r["image_auroc"] if r["image_auroc"] is not None else None
+    folder = tmp_path / "ablations-40-epochs" / "mt-defects"
+    folder.mkdir(parents=True)
+    (folder / f"{study}.json").write_text(json.dumps(dict(data, records=recs)))
+    return folder
+
+
+def test_a_study_not_recorded_at_40_epochs_names_its_command(tmp_path):
+    text = studies.longer_budget_markdown(studies.longer_budget_study("dfe-blocks", tmp_path))
+    assert "Not recorded yet" in text and str(tmp_path / "dfe-blocks.json") in text
+    assert "--study dfe-blocks" in text and "--epochs 40" in text and "--precision bf16" in text
+    assert "--out-dir results/ablations-40-epochs" in text
+
+
+def test_one_seed_is_said_and_the_order_is_compared_with_5_epochs(tmp_path):
+    folder = _longer_tree(tmp_path, "dfe", seeds=(0,))
+    longer, shorter = studies.longer_budget_study("dfe", folder), load_study(SHORT, "dfe")
+    text = studies.longer_budget_markdown(longer, shorter)
+    assert "So far 1 seed (0) of the three" in text
+    assert "40 epochs" in text and "By image AUROC, best first:" in text
+    assert "| with DFE |" in text or "with DFE" in text  # the table of the records
+    caption = studies.longer_budget_caption(longer)
+    assert caption.startswith("*dfe (mt-defects, 128x128, 40 epochs, seed 0;") and "5-epoch figure" in caption
+
+
+def test_a_changed_order_is_said(tmp_path):
+    shorter = load_study(SHORT, "architecture")
+    same = studies.longer_budget_markdown(studies.longer_budget_study("architecture",
+                                                                      _longer_tree(tmp_path / "a", "architecture",
+                                                                                   (0, 1, 2))), shorter)
+    flipped = studies.longer_budget_markdown(studies.longer_budget_study("architecture",
+                                                                         _longer_tree(tmp_path / "b", "architecture",
+                                                                                      (0, 1, 2), flip=True)), shorter)
+    assert "the same order as" in same and "So far" not in same
+    assert "the longer training changed the order" in flipped
+
+
+def test_every_chapter_shows_the_40_epoch_studies_it_is_listed_for():
+    import nbformat
+
+    for stem, names in studies.CHAPTER_STUDIES.items():
+        nb = nbformat.read(REPO / "notebooks" / f"{stem}.ipynb", as_version=4)
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        assert f'CHAPTER_STUDIES["{stem}"]' in code, f"{stem} does not show its 40-epoch studies {names}"
+        assert "longer_budget_markdown(" in code and "longer_budget_caption(" in code, stem
