@@ -26,7 +26,7 @@ from .config import TrainConfig
 from .evaluation import evaluate
 from .inference import ALL_LAYERS, anomaly_map
 from .paper_results import ABLATION_RESULTS, ABLATION_TABLES
-from .provenance import provenance, write_json
+from .provenance import provenance, shown_command, write_json
 from .runs import run_key
 from .training import data_description, dataset_for, train_or_load
 
@@ -384,7 +384,7 @@ class StudyResults:
 
     @property
     def commands(self) -> list[str]:
-        return sorted({r["provenance"].get("command", "?") for r in self.records})
+        return sorted({shown_command(r["provenance"].get("command", "?")) for r in self.records})
 
     @property
     def random_teacher(self) -> bool:

@@ -40,7 +40,7 @@ from .config import TrainConfig, resolve_device
 from .evaluation import EvaluationReport, Prediction, evaluate
 from .inference import anomaly_score, gaussian_blur
 from .models import TeacherPyramid, teacher_weights_from_name
-from .provenance import provenance, write_json
+from .provenance import provenance, shown_command, write_json
 from .reproduce.jobs import split_description
 from .results import results_path
 from .training import data_description, dataset_for
@@ -281,7 +281,7 @@ def _row(method: str, what: str, values: dict[str, Sequence[Optional[float]]], r
     prov = [r.get("provenance", {}) for r in records]
     row: dict[str, Any] = {"method": method, "what": what, "seeds": [r["seed"] for r in records], "source": source,
                            "teacher": prov[0].get("teacher", "?"), "training": training, "recorded": True,
-                           "commands": sorted({p.get("command", "?") for p in prov}),
+                           "commands": sorted({shown_command(p.get("command", "?")) for p in prov}),
                            "commits": sorted({str(p.get("git_commit", "?"))[:12] for p in prov})}
     for m in METRICS:
         row[m], row[f"{m}_std"] = _stats(values[m])

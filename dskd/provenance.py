@@ -37,10 +37,19 @@ def device_description(device: torch.device | str) -> str:
     return f"{device.type}: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
+def shown_command(command: str) -> str:
+    """A recorded command as a reader types it: the program ``dskd`` however it was started
+    (``.venv/bin/dskd``, ``python -m dskd``, which records ``<checkout>/dskd/__main__.py``), the rest as is."""
+    program, _, rest = command.partition(" ")
+    if program.endswith(("/dskd/__main__.py", "/bin/dskd")) or program in ("dskd/__main__.py", "bin/dskd"):
+        return f"dskd {rest}".strip()
+    return command
+
+
 def provenance(device: torch.device | str = "cpu", **extra: Any) -> dict[str, Any]:
     """Command, commit, versions, device and time, plus whatever the caller adds (teacher, data...)."""
     record = {
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "command": shown_command(" ".join(shlex.quote(a) for a in sys.argv)),
         "git_commit": git_commit(),
         "dskd_version": __version__,
         "torch_version": str(torch.__version__),

@@ -61,3 +61,19 @@ def test_every_chapter_shows_the_40_epoch_studies_it_is_listed_for():
         code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
         assert f'CHAPTER_STUDIES["{stem}"]' in code, f"{stem} does not show its 40-epoch studies {names}"
         assert "longer_budget_markdown(" in code and "longer_budget_caption(" in code, stem
+
+
+def test_a_recorded_command_reads_as_a_reader_types_it():
+    from dskd.provenance import shown_command
+
+    assert shown_command("/work/x/dskd/__main__.py ablate --study pairs") == "dskd ablate --study pairs"
+    assert shown_command(".venv/bin/dskd ablate --study teacher") == "dskd ablate --study teacher"
+    assert shown_command("/usr/local/bin/dskd reproduce mt-defects") == "dskd reproduce mt-defects"
+    assert shown_command("benchmarks/speed.py --onnx-only") == "benchmarks/speed.py --onnx-only"  # not dskd's CLI
+    # a study read back shows the command that way, whatever the record holds
+    rec = {"study": "dfe", "variant": "with DFE", "seed": 0, "image_auroc": 0.9, "pixel_auroc": 0.8, "pro": 0.5,
+           "config": {"epochs": 40}, "provenance": {"teacher": "random", "command": "/a/b/dskd/__main__.py ablate x"}}
+    from dskd.ablation import study_results
+
+    res = study_results({"study": "dfe", "dataset": "mt-defects", "records": [rec]}, "dfe")
+    assert res.commands == ["dskd ablate x"]

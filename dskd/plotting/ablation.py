@@ -160,7 +160,8 @@ def plot_study_comparison(
         if names:
             axes[-1].legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                             title="variant (seeds)" if rows else "variant", title_fontsize=8)
-        fig.suptitle(_wrap(provenance_title(f"Ablation '{study}': the paper beside ours", teacher, data), 110))
+        what = "the paper beside ours" if paper else "ours (the paper has no such study)"
+        fig.suptitle(_wrap(provenance_title(f"Ablation '{study}': {what}", teacher, data), 110))
     return fig
 
 
