@@ -13,6 +13,7 @@ CHAPTERS = {  # chapter -> the studies it reads
     "13_ablation_extras": ("teacher", "lambda", "normalization", "loss-form", "sigma"),
 }
 RESULTS_LINE = 'RESULTS = results_path("ablations", "mt-defects")'
+LONGER_LINE = 'LONGER = results_path("ablations-40-epochs", "mt-defects")'
 CFG_LINE = 'cfg = TrainConfig.quick(category="fabric", epochs=4)'
 TINY_LIVE = "cfg = TrainConfig.quick(epochs=1, n_train=16, n_test=24)"  # the live part, shrunk for these runs
 FAKE = TrainConfig.quick(teacher="random", image_size=32, epochs=1, n_train=8, n_test=18, batch_size=8)
@@ -35,8 +36,12 @@ def _run(name, results, tmp_path):
 
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert RESULTS_LINE in cell.source and CFG_LINE in cell.source, f"{name}: the parameters cell changed"
-    cell.source = cell.source.replace(RESULTS_LINE, f"RESULTS = Path({str(results)!r})").replace(CFG_LINE, TINY_LIVE)
+    assert RESULTS_LINE in cell.source and CFG_LINE in cell.source and LONGER_LINE in cell.source, \
+        f"{name}: the parameters cell changed"
+    longer = tmp_path / "no-40-epoch-records"  # the 40-epoch section: nothing recorded (tests/test_report_studies.py
+    longer.mkdir()                             # checks it with records)
+    cell.source = (cell.source.replace(RESULTS_LINE, f"RESULTS = Path({str(results)!r})").replace(CFG_LINE, TINY_LIVE)
+                   .replace(LONGER_LINE, f"LONGER = Path({str(longer)!r})"))
     if "from pathlib import Path" not in "\n".join(c.source for c in nb.cells):
         cell.source = "from pathlib import Path\n" + cell.source
     (tmp_path / "nb").mkdir()
@@ -53,8 +58,12 @@ def _run(name, results, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CHAPTERS))
 def test_chapter_reads_recorded_studies(name, fake_results, tmp_path):
+    from dskd.report.studies import CHAPTER_STUDIES, longer_budget_command
+
     out, figures = _run(name, fake_results, tmp_path)
     assert "Not recorded yet" not in out
+    for study in CHAPTER_STUDIES[name]:  # the 40-epoch section names what records each study
+        assert f"**{study}** at 40 epochs. No record yet" in out and longer_budget_command(study) in out
     assert out.count("**Recorded** in `") == len(CHAPTERS[name])
     for study in CHAPTERS[name]:
         assert str(fake_results / f"{study}.json") in out

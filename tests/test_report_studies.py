@@ -25,7 +25,7 @@ def _longer_tree(tmp_path: Path, study: str, seeds: tuple[int, ...], flip: bool 
 
 def test_a_study_not_recorded_at_40_epochs_names_its_command(tmp_path):
     text = studies.longer_budget_markdown(studies.longer_budget_study("dfe-blocks", tmp_path))
-    assert "Not recorded yet" in text and str(tmp_path / "dfe-blocks.json") in text
+    assert "No record yet" in text and str(tmp_path / "dfe-blocks.json") in text
     assert "--study dfe-blocks" in text and "--epochs 40" in text and "--precision bf16" in text
     assert "--out-dir results/ablations-40-epochs" in text
 

@@ -42,7 +42,7 @@ def longer_budget_markdown(longer: StudyResults, shorter: Optional[StudyResults]
     whether the order of the variants by image AUROC held; or, when nothing is recorded, the command."""
     heading = f"**{longer.study}** at {LONGER_EPOCHS} epochs. "
     if not longer.present:
-        return (heading + f"Not recorded yet: there is no `{longer.path}`. It is recorded with\n\n```bash\n"
+        return (heading + f"No record yet: there is no `{longer.path}`. It is recorded with\n\n```bash\n"
                 f"{longer_budget_command(longer.study)}\n```\n\nand this section fills in from the file when the "
                 "chapter runs again.")
     n_seeds = len(longer.seeds)
