@@ -33,8 +33,8 @@ PDF_NAME = "dskd-book.pdf"
 
 
 def chapter_notebooks(srcdir: Path) -> list[Path]:
-    """The chapters' notebooks, ``notebooks/NN_*.ipynb``, in order."""
-    return sorted((Path(srcdir) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    """Every notebook of the book, in order: the chapters ``notebooks/NN_*.ipynb``, then the appendices."""
+    return sorted((Path(srcdir) / "notebooks").glob("*.ipynb"))
 
 
 def chapter_title(path: Path) -> str:
