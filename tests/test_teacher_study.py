@@ -146,6 +146,7 @@ def test_recorded_rows_goal_and_the_chapter_on_real_records(tmp_path, monkeypatc
     nb.cells[imports].source = nb.cells[imports].source.replace("RESULTS = results_root()",
                                                                 f"RESULTS = Path({str(results)!r})")
     nb.cells.insert(imports + 1, nbformat.v4.new_code_cell(
+        "from dskd.models import teacher as teacher_module\n"
         f"teacher_module.OFFLINE_TEACHER_PATH = Path({str(offline_teacher)!r})\n"
         f"teacher_module.OFFLINE_TEACHER_SHA256 = {teacher_module.OFFLINE_TEACHER_SHA256!r}"))
     copy = tmp_path / "chapter" / CHAPTER.name

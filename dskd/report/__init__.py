@@ -8,4 +8,6 @@ line and a test checks it on fake result trees. Nothing here trains or measures;
 * :mod:`dskd.report.runs`: the "runs in this book" table (teacher, epochs, image size, seeds, where used).
 * :mod:`dskd.report.results`: chapter 15's overview, learning-curve and gap discussion (Tables 1-5).
 * :mod:`dskd.report.complexity`: chapter 14's tables (Table 6 for this implementation).
+* :mod:`dskd.report.teacher_knowledge`: chapter 16's text (the teachers alone, the recorded candidates and
+  teacher study, the goal with the offline teacher).
 """
