@@ -424,5 +424,9 @@ def comparison_prose(rows: Sequence[dict[str, Any]]) -> str:
             parts.append(f"{r['method']} ({r['what']}, {r['training']}) is {abs(d):.1f} points "
                          f"{'above' if d > 0 else 'below'} PatchCore in image AUROC.")
     if missing:
-        parts.append("Not recorded yet: " + "; ".join(f"{r['method']} (`{r['command']}`)" for r in missing) + ".")
+        by_command: dict[str, list[str]] = {}
+        for r in missing:
+            by_command.setdefault(r["command"], []).append(r["method"])
+        parts.append("Not recorded yet: " + "; ".join(f"{' and '.join(methods)} (`{command}`)"
+                                                      for command, methods in by_command.items()) + ".")
     return " ".join(parts)

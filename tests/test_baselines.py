@@ -246,7 +246,7 @@ def test_comparison_says_what_is_not_recorded_and_how_to_record_it(tmp_path):
     te = next(r for r in rows if r["method"] == "T-E")
     assert not te["recorded"] and te["command"] == ABLATION_COMMAND and math.isnan(te["image_auroc"])
     assert "| T-E | T vs S_e (STPM-like) | - | - | not recorded yet |" in comparison_table(rows)
-    assert f"Not recorded yet: T-E (`{ABLATION_COMMAND}`); T-D" in comparison_prose(rows)
+    assert f"Not recorded yet: T-E and T-D (`{ABLATION_COMMAND}`)." in comparison_prose(rows)
     assert f"- **T-E**: not recorded yet (no `results/ablations-40-epochs/mt-defects/architecture.json`); record it " \
            f"with `{ABLATION_COMMAND}`" in comparison_sources(rows)
     none = same_teacher_comparison(_fake_root(tmp_path / "b", patchcore=(None, None, None)))
@@ -284,6 +284,8 @@ def test_figure_shows_every_method_and_every_seed(tmp_path):
 
 def test_recorded_mt_defects_runs_are_complete_and_clean():
     """The committed records: three seeds on MT Defects at 128 x 128, the shipped teacher, a clean commit."""
+    from dskd.provenance import shown_command
+
     folder = results_path("baselines", "mt-defects")
     records = load_baseline_records(folder)
     if not records:
@@ -294,7 +296,7 @@ def test_recorded_mt_defects_runs_are_complete_and_clean():
         assert "+dirty" not in prov["git_commit"] and prov["git_commit"] != "unknown"
         assert prov["teacher"].startswith("offline-pretrained") and prov["image_size"] == 128
         assert prov["n_train"] == 761 and prov["n_test"] == 583 and f"seed {r['seed']}" in prov["split"]
-        assert "dskd baseline" in prov["command"] or "-m dskd baseline" in prov["command"]
+        assert shown_command(prov["command"]).startswith("dskd baseline "), prov["command"]
         assert 0.5 < r["metrics"]["image_auroc"] <= 1 and r["settings"]["coreset_fraction"] == CORESET_FRACTION
 
 
