@@ -8,4 +8,7 @@ line and a test checks it on fake result trees. Nothing here trains or measures;
 * :mod:`dskd.report.runs`: the "runs in this book" table (teacher, epochs, image size, seeds, where used).
 * :mod:`dskd.report.results`: chapter 15's overview, learning-curve and gap discussion (Tables 1-5).
 * :mod:`dskd.report.complexity`: chapter 14's tables (Table 6 for this implementation).
+* :mod:`dskd.report.ablations`: chapters 10-13's captions, readings of the live and recorded studies, and
+  the "where ours differs from the paper" lists.
+* :mod:`dskd.report.studies`: chapters 10-13's studies at Table 5's budget (40 epochs).
 """
