@@ -10,4 +10,7 @@ line and a test checks it on fake result trees. Nothing here trains or measures;
 * :mod:`dskd.report.complexity`: chapter 14's tables (Table 6 for this implementation).
 * :mod:`dskd.report.teacher_knowledge`: chapter 16's text (the teachers alone, the recorded candidates and
   teacher study, the goal with the offline teacher).
+* :mod:`dskd.report.ablations`: chapters 10-13's captions, readings of the live and recorded studies, and
+  the "where ours differs from the paper" lists.
+* :mod:`dskd.report.studies`: chapters 10-13's studies at Table 5's budget (40 epochs).
 """
