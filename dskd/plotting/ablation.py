@@ -23,6 +23,22 @@ def _chance_marks(ax, metrics: Sequence[str]) -> None:
             va="bottom", zorder=4)
 
 
+def _label_bar_feet(ax, bars, means: Sequence[float], *, digits: int = 0, fontsize: float = 7) -> None:
+    """Each bar's mean, in %, written upwards along its foot (white on the bar)."""
+    for b, v in zip(bars, means):
+        if not np.isnan(v):
+            ax.annotate(f"{100 * v:.{digits}f}", (b.get_x() + b.get_width() / 2, 0.02), ha="center", va="bottom",
+                        fontsize=fontsize, color="white", rotation=90)
+
+
+def _score_axes(ax, metrics: Sequence[str]) -> None:
+    """The axes of a grouped-bar figure of scores: chance marks, metric names, 0 to 1."""
+    _chance_marks(ax, metrics)
+    ax.set_xticks(range(len(metrics)), [_LABELS[m] for m in metrics])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("score (1 = perfect; dashed: chance)")
+
+
 def plot_study(
     rows: Sequence[dict[str, Any]],
     *,
@@ -106,14 +122,8 @@ def _grouped_bars(ax, rows: Sequence[dict[str, Any]], metrics: Sequence[str], *,
             stds = [row.get(m + "_std", 0.0) for m in metrics] if errors and row.get("n_seeds", 1) > 1 else None
             bars = ax.bar(pos, means, width * 0.9, yerr=stds, capsize=3, color=palette[row["variant"]],
                           label=label[row["variant"]])
-            for b, v in zip(bars, means):
-                if not np.isnan(v):
-                    ax.annotate(f"{100 * v:.0f}", (b.get_x() + b.get_width() / 2, 0.02), ha="center", va="bottom",
-                                fontsize=7, color="white", rotation=90)
-    _chance_marks(ax, metrics)
-    ax.set_xticks(x, [_LABELS[m] for m in metrics])
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("score (1 = perfect; dashed: chance)")
+            _label_bar_feet(ax, bars, means)
+    _score_axes(ax, metrics)
 
 
 def plot_study_comparison(

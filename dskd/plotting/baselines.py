@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
-from .ablation import _LABELS, _chance_marks, _wrap
+from .ablation import _LABELS, _label_bar_feet, _score_axes, _wrap
 from .style import dskd_style, provenance_title
 
 
@@ -41,14 +41,8 @@ def plot_same_teacher(rows: Sequence[dict[str, Any]], *, teacher: str, data: str
                 values = [v for v in row.get(f"{m}_per_seed", []) if v is not None]
                 ax.scatter([pos[j]] * len(values), values, s=9, color="black", zorder=3,
                            label="one seed" if i == 0 and j == 0 else None)
-            for b, v in zip(bars, means):
-                if not np.isnan(v):
-                    ax.annotate(f"{100 * v:.1f}", (b.get_x() + b.get_width() / 2, 0.02), ha="center", va="bottom",
-                                fontsize=7.5, color="white", rotation=90)
-        _chance_marks(ax, metrics)
-        ax.set_xticks(x, [_LABELS[m] for m in metrics])
-        ax.set_ylim(0, 1.05)
-        ax.set_ylabel("score (1 = perfect; dashed: chance)")
+            _label_bar_feet(ax, bars, means, digits=1, fontsize=7.5)
+        _score_axes(ax, metrics)
         ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)  # below: the bars keep the width
         ax.set_title(_wrap(provenance_title("The same teacher: a memory bank of its features vs distillation",
                                             teacher, data), 80))
