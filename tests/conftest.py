@@ -151,6 +151,18 @@ def data_tar_archive(tmp_path) -> tuple[Path, str, str]:
 # ============================================================================
 
 
+# One torch thread for a test module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): tiny
+# inputs gain nothing from threads, and OpenMP barriers stall when the test machine is shared.
+@pytest.fixture
+def one_torch_thread():
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
 # ============================================================================
 # Shared fixtures: offline teacher, a private run cache, executed notebooks.
 # ============================================================================

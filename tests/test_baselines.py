@@ -21,12 +21,7 @@ from dskd.results import results_path
 SYN = dict(category="disc", image_size=64, n_train=24, n_test=12)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

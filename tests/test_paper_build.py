@@ -17,12 +17,7 @@ from dskd.profiling import count_flops, count_parameters
 PAPER = TABLE6["DSKD (paper)"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,7 @@ from dskd.profiling import (
 from dskd.training import train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny inputs: one thread avoids OpenMP barrier stalls when the test machine is shared
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(structure="DS", seed=0):
