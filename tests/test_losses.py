@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from dskd.losses import distillation_map, dskd_loss, normalize_features, pyramid_loss
+from dskd.losses import distillation_map, distillation_map_reference, dskd_loss, normalize_features, pyramid_loss
 
 
 def test_eq6_against_a_hand_computation():
@@ -28,6 +28,33 @@ def test_unit_vectors_turn_eq6_into_a_rescaled_cosine():
         torch.testing.assert_close(distillation_map(a, b, lam), (1 + lam) * one_minus_cos)
     # the printed Eq. 3 breaks the identity
     assert not torch.allclose(distillation_map(a, b, 1.0, "eq3"), 2 * one_minus_cos)
+
+
+@pytest.mark.parametrize("normalization", ["unit", "eq3"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_reduced_form_equals_eq6_as_printed_in_values_and_gradients(normalization, channels_last):
+    # distillation_map computes Eq. (6) from three reductions; it must equal the literal form, zero
+    # feature vectors (ReLU maps have them) and the gradients that train the students included
+    g = torch.Generator().manual_seed(1)
+    f_t = torch.relu(torch.randn(3, 32, 6, 5, generator=g))
+    f_s = torch.randn(3, 32, 6, 5, generator=g) * 3
+    f_t[0, :, 0, 0] = 0.0
+    f_s[1, :, 2, 3] = 0.0
+    if channels_last:
+        f_t = f_t.contiguous(memory_format=torch.channels_last)
+        f_s = f_s.contiguous(memory_format=torch.channels_last)
+    maps, grads = [], []
+    for fn in (distillation_map, distillation_map_reference):
+        t, s = f_t.clone().requires_grad_(), f_s.clone().requires_grad_()
+        m = fn(t, s, 0.1, normalization)
+        (m * torch.linspace(0.5, 2.0, m.numel()).view_as(m)).sum().backward()
+        maps.append(m.detach())
+        grads.append((t.grad, s.grad))
+    torch.testing.assert_close(maps[0], maps[1], atol=1e-6, rtol=1e-5)
+    for mine, printed in zip(grads[0], grads[1]):
+        scale = float(printed.abs().max())
+        torch.testing.assert_close(mine, printed, atol=1e-5 * scale, rtol=1e-4)
+    assert bool((maps[0] >= 0).all())
 
 
 def test_map_is_zero_for_identical_features_and_shaped_b_h_w():
