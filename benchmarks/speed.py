@@ -65,8 +65,8 @@ except ImportError:  # running from a checkout without `pip install -e .`
 from dskd.speed import SpeedOptions, optimize_for_inference  # noqa: E402
 from dskd.models import DSKD  # noqa: E402
 from dskd.profiling import (  # noqa: E402
-    _probes, bf16_probes, count_flops, count_parameters, inference_call, machine_description, training_call,
-    training_step_flops, time_interleaved,
+    _probes, bf16_probes, convolution_floor_call, count_flops, count_parameters, inference_call,
+    machine_description, training_call, training_step_flops, time_interleaved,
 )
 from dskd.provenance import provenance, write_json  # noqa: E402
 
@@ -76,6 +76,8 @@ FRACTION_GOAL = 0.60
 BF16_TRAINING_GOAL = 0.85
 #: images in MT Defects' training split (761 of the 952 MT_Free images)
 MT_DEFECTS_TRAIN_IMAGES = 761
+#: the timing row of the fast bf16 step's convolutions run alone (dskd.profiling.convolution_floor_call)
+FLOOR = "bf16 convolutions alone (the fast step's floor)"
 
 
 def realistic_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -367,10 +369,14 @@ def main(argv: list[str] | None = None) -> int:
         "bf16 fast (the default where bf16 is native)": {**fast, "precision": "bf16"},
     }
     tcalls = {k: training_call(model, xt, **o) for k, o in tvariants.items()}
+    # the floor under the fast bf16 step: its own convolutions, each run alone (no BatchNorm, ReLU, loss,
+    # Adam or casts): how close to the ceiling the step could come if all its other work cost nothing
+    floor_call, floor_flops = convolution_floor_call(model, xt, precision="bf16", channels_last=True)
+    tcalls_and_floor = {**tcalls, FLOOR: floor_call}
     step_flops = training_step_flops(model, tsize)
     teacher_flops = count_flops(model, tsize)["flops"]["teacher"]
     print(f"[speed] timing training steps ({tsize}x{tsize}, batch {tbatch}), {trounds} rounds", flush=True)
-    tt = time_interleaved({**tcalls, **probe_calls}, runs=trounds, warmup=1)
+    tt = time_interleaved({**tcalls_and_floor, **probe_calls}, runs=trounds, warmup=1)
     rt = rates(tt)
     attt = ceilings(rt)
     training = {}
@@ -384,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
                        "fraction_of_attainable": executed * ips / 1e9 / attt[precision],
                        "mt_defects_epoch_s": MT_DEFECTS_TRAIN_IMAGES / ips,
                        "speedup_vs_plain": tt["fp32 plain"].median_s / tt[k].median_s}
+    fast_bf16 = training["bf16 fast (the default where bf16 is native)"]
+    floor = {**tt[FLOOR].to_dict(), "precision": "bf16", "image_size": tsize, "batch": tbatch,
+             "executed_gflops_per_image": floor_flops / tbatch / 1e9,
+             "gflops_per_s": floor_flops / tt[FLOOR].median_s / 1e9, "ceiling_gflops_per_s": attt["bf16"],
+             "fraction_of_attainable": floor_flops / tt[FLOOR].median_s / 1e9 / attt["bf16"],
+             "share_of_fast_step": tt[FLOOR].median_s / fast_bf16["median_s"]}
 
     # 4. anomalib's RD and STFPM beside DS (batch 1)
     others = anomalib_models(size)
@@ -435,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
             "goal": BF16_TRAINING_GOAL, "value": fastest["fraction_of_attainable"],
             "images_per_s": fastest["images_per_s"], "mt_defects_epoch_s": fastest["mt_defects_epoch_s"],
             "image_size": fastest["image_size"], "batch": fastest["batch"],
+            "convolution_floor_fraction": floor["fraction_of_attainable"],
             "met": fastest["fraction_of_attainable"] >= BF16_TRAINING_GOAL}
     if comparison:
         ours = min(comparison[k]["ms_per_gflop"] for k in comparison if k.startswith("DSKD DS"))
@@ -451,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
                        "attainable_bf16_gflops_per_s": statistics.median([att1["bf16"], attt["bf16"]]),
                        "probes": {k: p[2] for k, p in probes.items()}},
         "inference_b1": latency, "best_b1_variant": best, "compile_seconds": compile_seconds,
-        "throughput": throughput, "training": training,
+        "throughput": throughput, "training": training, "training_convolution_floor": floor,
         "training_gflops_per_image": step_flops / 1e9, "anomalib": comparison, "threads_experiment": threads,
         **({"onnx": onnx} if onnx else {}),
         "goals": goals,
@@ -482,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {k:>50}: {v['images_per_s']:6.2f} img/s  x{v['speedup_vs_plain']:.2f}  "
               f"{v['fraction_of_attainable']:4.0%} of the {v['precision']} ceiling  "
               f"MT Defects epoch {v['mt_defects_epoch_s']:.1f} s")
+    print(f"  {FLOOR:>50}: {floor['median_s'] * 1e3:.0f} ms a step, {floor['fraction_of_attainable']:4.0%} of the "
+          f"bf16 ceiling, {floor['share_of_fast_step']:.0%} of the fast bf16 step's time")
     if comparison:
         print("\nvs anomalib (batch 1):")
         for k, v in comparison.items():

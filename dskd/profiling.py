@@ -352,6 +352,48 @@ def training_call(model: DSKD, images: Tensor, *, cache_teacher: bool = False, c
     return call
 
 
+def convolution_floor_call(model: DSKD, images: Tensor, *, precision: str = "bf16",
+                           channels_last: bool = True) -> tuple[Callable[[], None], float]:
+    """What a training step's convolutions cost on their own: a call that runs every student
+    convolution of one step on ``images`` (forward, then backward to its input and its weight), each
+    alone on random tensors of its shape, in the step's precision and memory layout (a gradient to the
+    input only where the step computes one: not for the image nor the teacher's features), and the FLOPs
+    that call executes. A step's time above this floor is its other work: BatchNorm, ReLU, the loss, Adam and
+    autocast's casts. The teacher's convolutions are left out (a cached teacher does not run them)."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = copy.deepcopy(model).train()
+    shapes: list[tuple[nn.Module, torch.Size, bool]] = []  # (conv, input shape, input needs a gradient)
+    hooks = [m.register_forward_hook(lambda m, inp, out: shapes.append((m, inp[0].shape, inp[0].requires_grad)))
+             for name, m in model.named_modules()
+             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and not name.startswith("teacher")]
+    try:
+        with torch.no_grad():
+            teacher = model.teacher(images) if model.teacher is not None else None
+        model.students(images, teacher)  # with autograd on, as in a step: which inputs need a gradient
+    finally:
+        for h in hooks:
+            h.remove()
+    g = torch.Generator().manual_seed(0)
+    work = []
+    for module, shape, needs_grad in shapes:
+        conv = copy.deepcopy(module).to(dtype=dtype, memory_format=layout)
+        x = torch.randn(shape, generator=g).to(dtype=dtype, memory_format=layout).requires_grad_(needs_grad)
+        with torch.no_grad():
+            grad_out = torch.randn(conv(x).shape, generator=g).to(dtype=dtype, memory_format=layout)
+        work.append((conv, x, grad_out))
+
+    def call() -> None:
+        for conv, x, grad_out in work:
+            conv(x).backward(grad_out)
+            x.grad = conv.weight.grad = None  # each call computes the gradients afresh, as a step does
+
+    counts = _flop_counts(call)
+    return call, float(sum(counts.get("Global", {}).values()))
+
+
 def component_calls(model: DSKD, image_size: int, *, batch: int = 1) -> dict[str, Callable[[], Any]]:
     """One call per component of the inference path (and the anomaly map), on precomputed inputs."""
     x = torch.randn(batch, 3, image_size, image_size)

@@ -13,8 +13,8 @@ from dskd.speed import (
 )
 from dskd.models import DSKD
 from dskd.profiling import (
-    COMPONENTS, count_flops, count_parameters, format_table, map_agreement, peak_inference_memory, profile,
-    time_interleaved, training_call, write_profile,
+    COMPONENTS, convolution_floor_call, count_flops, count_parameters, format_table, map_agreement,
+    peak_inference_memory, profile, time_interleaved, training_call, training_step_flops, write_profile,
 )
 from dskd.training import train
 
@@ -327,6 +327,22 @@ def test_training_call_with_cached_teacher_steps_the_students():
     loss = training_call(m, x, cache_teacher=True)()
     assert loss.ndim == 0 and loss > 0
     assert all(torch.equal(a, b) for a, b in zip(before, m.student_parameters()))  # a private copy trained
+
+
+@pytest.mark.parametrize("structure", ["DS", "T-D", "E-D"])
+def test_convolution_floor_runs_exactly_the_students_convolutions_of_a_step(structure):
+    # the floor's FLOPs are the step's FLOPs without the teacher's forward (a cached teacher): every
+    # student convolution forward and backward, the stem's without a gradient to the image
+    m = DSKD(structure, teacher_weights=None)
+    x = torch.randn(2, 3, 32, 32)
+    call, flops = convolution_floor_call(m, x, precision="fp32")
+    teacher = count_flops(m, 32)["flops"].get("teacher", 0.0)
+    assert flops / 2 == pytest.approx(training_step_flops(m, 32) - teacher, rel=1e-9)
+    before = [p.detach().clone() for p in m.parameters()]
+    call()
+    assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))  # private copies only
+    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16'"):
+        convolution_floor_call(m, x, precision="fp16")
 
 
 def test_cli_profile_writes_json(tmp_path, capsys):
