@@ -27,6 +27,7 @@ from .evaluation import evaluate
 from .inference import ALL_LAYERS, anomaly_map
 from .paper_results import ABLATION_RESULTS, ABLATION_TABLES
 from .provenance import provenance, shown_command, write_json
+from .results import shown_path
 from .runs import run_key
 from .training import data_description, dataset_for, train_or_load
 
@@ -408,7 +409,7 @@ class StudyResults:
         if not self.present:
             shows = ("this section shows only the paper's numbers" if self.study in PAPER_RESULTS
                      else "there is nothing of ours to show here (and the paper has no such study)")
-            return (f"**Not recorded yet.** There is no `{self.path}`, so {shows}. The command that records the study (on {RECORDING['dataset']}, teacher "
+            return (f"**Not recorded yet.** There is no `{shown_path(self.path)}`, so {shows}. The command that records the study (on {RECORDING['dataset']}, teacher "
                     f"`{RECORDING['teacher']}`, not the paper's ImageNet one):\n\n```bash\n"
                     f"{ablate_command(self.study)}\n```\n\n"
                     + ("`<E>` is the recording's epoch budget (`dskd.ablation.RECORDING['epochs']`, not yet set); "
@@ -417,7 +418,7 @@ class StudyResults:
         n = len(self.records)
         cmds = "; ".join(f"`{c}`" for c in self.commands)
         commits = sorted({str(r["provenance"].get("git_commit", "?"))[:12] for r in self.records})
-        return (f"**Recorded** in `{self.path}`: {n} runs, variants {', '.join(r['variant'] for r in self.rows)}; "
+        return (f"**Recorded** in `{shown_path(self.path)}`: {n} runs, variants {', '.join(r['variant'] for r in self.rows)}; "
                 f"data {self.dataset}; {'/'.join(map(str, self.epochs))} epochs; seeds "
                 f"{', '.join(map(str, self.seeds))}; teacher {self.teacher}. Written by {cmds} at commit "
                 f"{', '.join(commits)}. {self.caveat()}\n\n{results_table(self.rows, self.study)}\n\n"

@@ -41,6 +41,16 @@ def results_path(*parts: str) -> Path:
     return results_root().joinpath(*parts)
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` as a reader should see it: ``results/<...>`` when it lies in :func:`results_root` (wherever
+    that folder is on the machine that built the page), else the path as given."""
+    path = Path(path)
+    try:
+        return "results/" + path.resolve().relative_to(results_root().resolve()).as_posix()
+    except (ValueError, FileNotFoundError):
+        return str(path)
+
+
 def load_json(*parts: str) -> dict[str, Any]:
     """A recorded JSON file, e.g. ``load_json("mt-defects", "table5.json")``."""
     path = results_path(*parts)

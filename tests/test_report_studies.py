@@ -34,7 +34,10 @@ def test_one_seed_is_said_and_the_order_is_compared_with_5_epochs(tmp_path):
     folder = _longer_tree(tmp_path, "dfe", seeds=(0,))
     longer, shorter = studies.longer_budget_study("dfe", folder), load_study(SHORT, "dfe")
     text = studies.longer_budget_markdown(longer, shorter)
-    assert "So far 1 seed (0) of the three" in text
+    assert "So far 1 seed (0) of the three: there is no spread over seeds yet" in text
+    two = studies.longer_budget_markdown(studies.longer_budget_study("dfe", _longer_tree(tmp_path / "two", "dfe",
+                                                                                          seeds=(0, 1))), shorter)
+    assert "So far 2 seeds (0, 1) of the three: the ± is the spread of two runs" in two
     assert "40 epochs" in text and "By image AUROC, best first:" in text
     assert "| with DFE |" in text or "with DFE" in text  # the table of the records
     caption = studies.longer_budget_caption(longer)
@@ -77,3 +80,13 @@ def test_a_recorded_command_reads_as_a_reader_types_it():
 
     res = study_results({"study": "dfe", "dataset": "mt-defects", "records": [rec]}, "dfe")
     assert res.commands == ["dskd ablate x"]
+
+
+def test_recorded_files_are_named_as_results_paths_not_as_this_machine_s_paths(tmp_path):
+    from dskd.results import results_root, shown_path
+
+    assert shown_path(results_root() / "ablations-40-epochs" / "mt-defects" / "dfe.json") == \
+        "results/ablations-40-epochs/mt-defects/dfe.json"
+    assert shown_path(tmp_path / "dfe.json") == str(tmp_path / "dfe.json")  # elsewhere: as given
+    text = studies.longer_budget_markdown(studies.longer_budget_study("architecture"))
+    assert "Recorded** in `results/ablations-40-epochs/mt-defects/architecture.json`" in text

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..ablation import StudyResults, ablate_command, load_study, order_by
-from ..results import results_path
+from ..results import results_path, shown_path
 
 #: where the 40-epoch studies live (under results/), and how they are trained
 LONGER_FOLDER = ("ablations-40-epochs", "mt-defects")
@@ -42,16 +42,17 @@ def longer_budget_markdown(longer: StudyResults, shorter: Optional[StudyResults]
     whether the order of the variants by image AUROC held; or, when nothing is recorded, the command."""
     heading = f"**{longer.study}** at {LONGER_EPOCHS} epochs. "
     if not longer.present:
-        return (heading + f"No record yet: there is no `{longer.path}`. It is recorded with\n\n```bash\n"
+        return (heading + f"No record yet: there is no `{shown_path(longer.path)}`. It is recorded with\n\n```bash\n"
                 f"{longer_budget_command(longer.study)}\n```\n\nand this section fills in from the file when the "
                 "chapter runs again.")
     n_seeds = len(longer.seeds)
     parts = [heading + longer.markdown()]
     if n_seeds < 3:
+        spread = ("there is no spread over seeds yet to measure a difference against" if n_seeds == 1 else
+                  "the ± is the spread of two runs, a rough yardstick for a difference")
         parts.append(f"So far {n_seeds} seed{'s' if n_seeds != 1 else ''} ({', '.join(map(str, longer.seeds))}) "
-                     f"of the three: there is no spread over seeds yet to measure a difference against, so read "
-                     f"the order of the variants, not small gaps. The remaining seeds are recorded by the same "
-                     f"command with `--seeds` naming them.")
+                     f"of the three: {spread}, so read the order of the variants, not small gaps. The remaining "
+                     f"seeds are recorded by the same command with `--seeds` naming them.")
     if shorter is not None and shorter.present:
         at_5, at_40 = order_by(shorter.rows), order_by(longer.rows)
         common = [v for v in at_40 if v in at_5]
