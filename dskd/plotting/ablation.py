@@ -19,8 +19,11 @@ def _chance_marks(ax, metrics: Sequence[str]) -> None:
     """A dashed line at each metric's chance level, across that metric's group of bars only."""
     for i, m in enumerate(metrics):
         ax.hlines(CHANCE[m], i - 0.45, i + 0.45, color="grey", lw=0.8, ls="--", zorder=4)
-    ax.text(len(metrics) - 0.55, CHANCE[metrics[-1]] + 0.01, "chance", color="grey", fontsize=8, ha="right",
-            va="bottom", zorder=4)
+    # named once, in a margin right of the last group, where no bar can hide it
+    right = len(metrics) - 0.5
+    ax.set_xlim(-0.55, right + 0.4)
+    ax.text(right + 0.02, CHANCE[metrics[-1]], "chance", color="grey", fontsize=8, ha="left", va="center",
+            zorder=4)
 
 
 def _label_bar_feet(ax, bars, means: Sequence[float], *, digits: int = 0, fontsize: float = 7) -> None:
