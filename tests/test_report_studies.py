@@ -2,6 +2,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from dskd.ablation import load_study
 from dskd.report import studies
 
@@ -90,3 +92,51 @@ def test_recorded_files_are_named_as_results_paths_not_as_this_machine_s_paths(t
     assert shown_path(tmp_path / "dfe.json") == str(tmp_path / "dfe.json")  # elsewhere: as given
     text = studies.longer_budget_markdown(studies.longer_budget_study("architecture"))
     assert "Recorded** in `results/ablations-40-epochs/mt-defects/architecture.json`" in text
+
+
+def _build_study(study: str, aurocs: dict[str, list[float]]):
+    """A recorded build-choice study with the given image AUROCs per variant (one per seed)."""
+    from dskd.ablation import study_results
+
+    recs = [{"study": study, "variant": v, "seed": s, "image_auroc": a, "pixel_auroc": 0.9, "pro": 0.5,
+             "config": {"epochs": 40}, "provenance": {"teacher": "random", "command": "dskd ablate"}}
+            for v, values in aurocs.items() for s, a in enumerate(values)]
+    return study_results({"study": study, "dataset": "mt-defects", "records": recs}, study)
+
+
+def test_a_build_choice_is_decided_by_three_seeds_then_by_the_paper_s_text():
+    from dskd.ablation import build_verdict, default_variant
+    from dskd.config import TrainConfig
+
+    assert default_variant("dfe-input") == "raw" and default_variant("dfe-blocks") == "1 block"
+    assert default_variant("dfe-input", TrainConfig(dfe_input="normalized")) == "normalized"
+    # two seeds: nothing is decided, the default stays
+    two = build_verdict(_build_study("dfe-input", {"raw": [0.90, 0.92], "normalized": [0.99, 0.98]}))
+    assert not two.decided and two.agrees and two.n_seeds == 2
+    text = studies.build_verdict_markdown(two)
+    assert "builds *raw* (`dfe_input`)" in text and "2 seeds of each so far: nothing is decided yet" in text
+    # three seeds, a gap beyond the spread: the records decide, whichever way
+    ahead = build_verdict(_build_study("dfe-input", {"raw": [0.95, 0.96, 0.94], "normalized": [0.90, 0.91, 0.89]}))
+    assert (ahead.variant, ahead.by, ahead.agrees) == ("raw", "the records", True)
+    assert "*raw* is ahead by 0.050, more than the spread (0.010): the records decide. The default builds it." \
+        in studies.build_verdict_markdown(ahead)
+    behind = build_verdict(_build_study("dfe-blocks", {"1 block": [0.90, 0.91, 0.89], "2 blocks": [0.95, 0.96, 0.94]}))
+    assert (behind.variant, behind.by, behind.agrees) == ("2 blocks", "the records", False)
+    assert "The default still builds *1 block*" in studies.build_verdict_markdown(behind)
+    # three seeds within the spread: the paper's text decides (Algorithm 2 embeds the normalised features)
+    tie = build_verdict(_build_study("dfe-input", {"raw": [0.90, 0.95, 0.85], "normalized": [0.91, 0.93, 0.88]}))
+    assert (tie.variant, tie.by, tie.agrees) == ("normalized", "the paper's text", False)
+    assert "the records cannot choose, so the paper's text does: *normalized*" in studies.build_verdict_markdown(tie)
+    with pytest.raises(ValueError, match="not a build-choice study"):
+        build_verdict(_build_study("dfe", {"with DFE": [0.9] * 3, "without DFE": [0.8] * 3}))
+
+
+def test_the_package_defaults_build_what_the_recorded_verdicts_chose():
+    """Once a build-choice study holds three seeds, TrainConfig's default must follow its verdict (and
+    Table 5 be re-recorded with it): this fails the moment the records decide against the default."""
+    from dskd.ablation import BUILD_CHOICES, build_verdict
+
+    for study in BUILD_CHOICES:
+        verdict = build_verdict(studies.longer_budget_study(study))
+        assert verdict.agrees, (f"{study}: the 40-epoch records choose {verdict.variant!r} ({verdict.by}), the "
+                                f"default builds {verdict.package_variant!r}")

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..ablation import StudyResults, ablate_command, load_study, order_by
+from ..ablation import (BUILD_CHOICES, VERDICT_SEEDS, BuildVerdict, StudyResults, ablate_command, build_verdict,
+                        load_study, order_by)
 from ..results import results_path, shown_path
 
 #: where the 40-epoch studies live (under results/), and how they are trained
@@ -70,3 +71,29 @@ def longer_budget_caption(longer: StudyResults) -> str:
     return (f"*{longer.study} ({longer.description}; teacher {longer.teacher}): one "
             f"group per metric, one bar per variant, each seed a dot. Compare the order of the bars with the "
             f"5-epoch figure above: a variant that only pays off with longer training moves up here.*")
+
+
+def build_verdict_markdown(verdict: BuildVerdict) -> str:
+    """Which variant of a build-choice study the package's default builds, the rule that decides it, and
+    what the 40-epoch records say under that rule so far."""
+    reading = BUILD_CHOICES[verdict.study]
+    head = (f"**Which build is the default.** `TrainConfig()` builds *{verdict.package_variant}* "
+            f"(`{reading.option}`). The rule, set before the three-seed records came in: with {VERDICT_SEEDS} seeds of each "
+            f"variant, one ahead in image AUROC by more than the spread over seeds (the larger standard deviation) "
+            f"wins; where neither is, the paper's text decides, and here it reads *{reading.text_variant}*: "
+            f"{reading.source}.")
+    if not verdict.decided:
+        held = ("There is no record of both variants yet" if verdict.n_seeds == 0 else
+                f"The records hold {verdict.n_seeds} seed{'s' if verdict.n_seeds != 1 else ''} of each so far")
+        return head + f" {held}: nothing is decided yet, and the default stays as it is."
+    gap = abs(max(verdict.means.values()) - min(verdict.means.values()))
+    if verdict.by == "the records":
+        why = (f" With {verdict.n_seeds} seeds, *{verdict.variant}* is ahead by {gap:.3f}, more than the spread "
+               f"({verdict.spread:.3f}): the records decide.")
+    else:
+        why = (f" With {verdict.n_seeds} seeds, the gap ({gap:.3f}) is within the spread ({verdict.spread:.3f}): the "
+               f"records cannot choose, so the paper's text does: *{verdict.variant}*.")
+    if verdict.agrees:
+        return head + why + " The default builds it."
+    return head + why + (f" The default still builds *{verdict.package_variant}*: it changes together with Table 5, "
+                         f"re-recorded with the new build (chapter 15).")
