@@ -26,7 +26,7 @@ from .config import TrainConfig
 from .evaluation import evaluate
 from .inference import ALL_LAYERS, anomaly_map
 from .paper_results import ABLATION_RESULTS, ABLATION_TABLES
-from .provenance import provenance, shown_command, write_json
+from .provenance import grouped_commands, provenance, shown_command, write_json
 from .results import shown_path
 from .runs import run_key
 from .training import data_description, dataset_for, train_or_load
@@ -416,7 +416,8 @@ class StudyResults:
                        "the records name the epochs they were trained for. " if RECORDING["epochs"] is None else "")
                     + "Rerun this chapter afterwards and the text below fills in from the file.")
         n = len(self.records)
-        cmds = "; ".join(f"`{c}`" for c in self.commands)
+        cmds = "; ".join(f"`{c}`" + (f" for `{values}`" if values else "")  # `<seed>` outside code is an HTML tag
+                         for c, values in grouped_commands(self.commands))
         commits = sorted({str(r["provenance"].get("git_commit", "?"))[:12] for r in self.records})
         return (f"**Recorded** in `{shown_path(self.path)}`: {n} runs, variants {', '.join(r['variant'] for r in self.rows)}; "
                 f"data {self.dataset}; {'/'.join(map(str, self.epochs))} epochs; seeds "

@@ -40,7 +40,7 @@ from .config import TrainConfig, resolve_device
 from .evaluation import EvaluationReport, Prediction, evaluate
 from .inference import anomaly_score, gaussian_blur
 from .models import TeacherPyramid, teacher_weights_from_name
-from .provenance import provenance, shown_command, write_json
+from .provenance import grouped_commands, provenance, shown_command, write_json
 from .reproduce.jobs import split_description
 from .results import results_path
 from .training import data_description, dataset_for
@@ -370,7 +370,8 @@ def comparison_sources(rows: Sequence[dict[str, Any]]) -> str:
     lines = []
     for r in rows:
         if r["recorded"]:
-            cmds = "; ".join(f"`{c}`" for c in r["commands"])
+            cmds = "; ".join(f"`{c}`" + (f" for `{values}`" if values else "")
+                             for c, values in grouped_commands(r["commands"]))
             lines.append(f"- **{r['method']}**: `results/{r['source']}` (seeds {','.join(map(str, r['seeds']))}; "
                          f"teacher {r['teacher']}), written by {cmds} at commit {', '.join(r['commits'])}")
         else:

@@ -9,7 +9,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -44,6 +44,44 @@ def shown_command(command: str) -> str:
     if program.endswith(("/dskd/__main__.py", "/bin/dskd")) or program in ("dskd/__main__.py", "bin/dskd"):
         return f"dskd {rest}".strip()
     return command
+
+
+#: the options whose values a study's runs split into pieces (one command per variant, or per seed)
+_PIECE_OPTIONS = {"--variants": "<variant>", "--seeds": "<seed>"}
+
+
+def grouped_commands(commands: Sequence[str]) -> list[tuple[str, str]]:
+    """Commands that differ only in ``--variants`` or ``--seeds`` as one: ``(template, values)``, the
+    template with ``<variant>``/``<seed>`` where the pieces differ and ``values`` saying which they took
+    (``""`` for a command that stands alone). A study recorded seed by seed reads as one line."""
+    groups: dict[tuple[str, ...], list[dict[str, str]]] = {}
+    alone = []
+    for command in commands:
+        try:
+            tokens = shlex.split(command)
+        except ValueError:  # not shell syntax: shown as it is
+            alone.append((command, ""))
+            continue
+        pieces = {t: tokens[i + 1] for i, t in enumerate(tokens[:-1]) if t in _PIECE_OPTIONS}
+        key = tuple(_PIECE_OPTIONS[tokens[i - 1]] if i and tokens[i - 1] in _PIECE_OPTIONS else t
+                    for i, t in enumerate(tokens))
+        groups.setdefault(key, []).append(pieces)
+    out = []
+    for key, runs in groups.items():
+        varying = [o for o in _PIECE_OPTIONS if len({r.get(o) for r in runs}) > 1]
+        back = {_PIECE_OPTIONS[o]: v for o, v in runs[0].items() if o not in varying}
+        template = " ".join(t if t in _PIECE_OPTIONS.values() and t not in back else shlex.quote(back.get(t, t))
+                            for t in key)
+        combos = list(dict.fromkeys(tuple(r[o] for o in varying) for r in runs))
+        axes = [list(dict.fromkeys(c[i] for c in combos)) for i in range(len(varying))]
+        if len(varying) < 2 or len(combos) == math.prod(len(a) for a in axes):  # one list per option
+            values = "; ".join(f"{_PIECE_OPTIONS[o]} in {', '.join(map(shlex.quote, a))}"
+                               for o, a in zip(varying, axes))
+        else:  # not every combination ran: name the ones that did
+            names = ", ".join(_PIECE_OPTIONS[o] for o in varying)
+            values = f"({names}) in " + ", ".join("(" + ", ".join(map(shlex.quote, c)) + ")" for c in combos)
+        out.append((template, values))
+    return out + alone
 
 
 def provenance(device: torch.device | str = "cpu", **extra: Any) -> dict[str, Any]:

@@ -140,3 +140,23 @@ def test_the_package_defaults_build_what_the_recorded_verdicts_chose():
         verdict = build_verdict(studies.longer_budget_study(study))
         assert verdict.agrees, (f"{study}: the 40-epoch records choose {verdict.variant!r} ({verdict.by}), the "
                                 f"default builds {verdict.package_variant!r}")
+
+
+def test_a_study_recorded_piece_by_piece_names_one_command_with_its_pieces():
+    from dskd.provenance import grouped_commands
+
+    by_seed = [f"dskd ablate --study dfe --seeds {s} --preset paper" for s in (0, 1, 2)]
+    assert grouped_commands(by_seed) == [("dskd ablate --study dfe --seeds <seed> --preset paper", "<seed> in 0, 1, 2")]
+    runs = [("1 block", 0), ("2 blocks", 0), ("2 blocks", 1)]  # not every combination: each one named
+    pieces = [f"dskd ablate --study dfe-blocks --variants '{v}' --seeds {s} --epochs 40" for v, s in runs]
+    assert grouped_commands(pieces) == [("dskd ablate --study dfe-blocks --variants <variant> --seeds <seed> --epochs 40",
+                                         "(<variant>, <seed>) in ('1 block', 0), ('2 blocks', 0), ('2 blocks', 1)")]
+    full = pieces[:2]  # one seed, both variants: the seed stays in the command
+    assert grouped_commands(full) == [("dskd ablate --study dfe-blocks --variants <variant> --seeds 0 --epochs 40",
+                                       "<variant> in '1 block', '2 blocks'")]
+    alone = ["dskd ablate --study a --seeds 0,1,2", 'benchmarks/x.py "unclosed']  # nothing to group; not shell
+    assert grouped_commands(alone) == [(alone[0], ""), (alone[1], "")]
+    # the chapters' text: one command for the recorded 40-epoch dfe study, its seeds after it in code
+    text = studies.longer_budget_study("dfe").markdown()
+    assert "--seeds <seed> --preset paper" in text and "for `<seed> in 0, 1, 2`" in text
+    assert text.count("dskd ablate") == 1
