@@ -465,8 +465,8 @@ class PaperReading:
 BUILD_CHOICES: dict[str, PaperReading] = {
     "dfe-input": PaperReading(
         "dfe_input", "normalized",
-        "Algorithm 2, line 7 embeds the $\\ell_2$-normalised features of $S_e$ (Algorithm 1 uses $F_{emb}$ without "
-        "defining it)"),
+        "Algorithm 2, line 7 embeds the $\\ell_2$-normalised features of $S_e$, and Algorithm 1 uses $F_{emb}$ "
+        "without defining it otherwise"),
     "decoder-gradient": PaperReading(
         "detach_decoder_input", "separate",
         "Sec. 1 says the two distillations are \"performed separately and independently\", and Algorithm 1 "

@@ -114,7 +114,7 @@ def test_a_build_choice_is_decided_by_three_seeds_then_by_the_paper_s_text():
     two = build_verdict(_build_study("dfe-input", {"raw": [0.90, 0.92], "normalized": [0.99, 0.98]}))
     assert not two.decided and two.agrees and two.n_seeds == 2
     text = studies.build_verdict_markdown(two)
-    assert "builds *raw* (`dfe_input`)" in text and "2 seeds of each so far: nothing is decided yet" in text
+    assert "builds *raw* (`dfe_input`)" in text and "2 seeds of each so far: nothing is decided" in text
     # three seeds, a gap beyond the spread: the records decide, whichever way
     ahead = build_verdict(_build_study("dfe-input", {"raw": [0.95, 0.96, 0.94], "normalized": [0.90, 0.91, 0.89]}))
     assert (ahead.variant, ahead.by, ahead.agrees) == ("raw", "the records", True)
@@ -127,6 +127,10 @@ def test_a_build_choice_is_decided_by_three_seeds_then_by_the_paper_s_text():
     tie = build_verdict(_build_study("dfe-input", {"raw": [0.90, 0.95, 0.85], "normalized": [0.91, 0.93, 0.88]}))
     assert (tie.variant, tie.by, tie.agrees) == ("normalized", "the paper's text", False)
     assert "the records cannot choose, so the paper's text does: *normalized*" in studies.build_verdict_markdown(tie)
+    # the rule is stated once a chapter: later build choices refer to it
+    assert "The rule, set before the three-seed records came in" in studies.build_verdict_markdown(tie)
+    short = studies.build_verdict_markdown(tie, with_rule=False)
+    assert "The rule" not in short and "Under the rule above, with 3 seeds, the gap" in short
     with pytest.raises(ValueError, match="not a build-choice study"):
         build_verdict(_build_study("dfe", {"with DFE": [0.9] * 3, "without DFE": [0.8] * 3}))
 

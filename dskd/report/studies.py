@@ -73,26 +73,29 @@ def longer_budget_caption(longer: StudyResults) -> str:
             f"5-epoch figure above: a variant that only pays off with longer training moves up here.*")
 
 
-def build_verdict_markdown(verdict: BuildVerdict) -> str:
-    """Which variant of a build-choice study the package's default builds, the rule that decides it, and
-    what the 40-epoch records say under that rule so far."""
+def build_verdict_markdown(verdict: BuildVerdict, *, with_rule: bool = True) -> str:
+    """Which variant of a build-choice study the package's default builds, what the paper's text reads,
+    and what the 40-epoch records say so far under the rule that decides (stated when ``with_rule``; a
+    chapter with several build choices states it once)."""
     reading = BUILD_CHOICES[verdict.study]
     head = (f"**Which build is the default.** `TrainConfig()` builds *{verdict.package_variant}* "
-            f"(`{reading.option}`). The rule, set before the three-seed records came in: with {VERDICT_SEEDS} seeds of each "
-            f"variant, one ahead in image AUROC by more than the spread over seeds (the larger standard deviation) "
-            f"wins; where neither is, the paper's text decides, and here it reads *{reading.text_variant}*: "
-            f"{reading.source}.")
+            f"(`{reading.option}`); the paper's text reads *{reading.text_variant}*: {reading.source}.")
+    if with_rule:
+        head += (f" The rule, set before the three-seed records came in: with {VERDICT_SEEDS} seeds of each variant, "
+                 f"one ahead in image AUROC by more than the spread over seeds (the larger standard deviation) "
+                 f"wins; where neither is, the paper's text decides.")
+    lead = " Under that rule, " if with_rule else " Under the rule above, "
     if not verdict.decided:
-        held = ("There is no record of both variants yet" if verdict.n_seeds == 0 else
-                f"The records hold {verdict.n_seeds} seed{'s' if verdict.n_seeds != 1 else ''} of each so far")
-        return head + f" {held}: nothing is decided yet, and the default stays as it is."
+        held = ("there is no record of both variants yet" if verdict.n_seeds == 0 else
+                f"the records hold {verdict.n_seeds} seed{'s' if verdict.n_seeds != 1 else ''} of each so far")
+        return head + f"{lead}{held}: nothing is decided, and the default stays as it is."
     gap = abs(max(verdict.means.values()) - min(verdict.means.values()))
     if verdict.by == "the records":
-        why = (f" With {verdict.n_seeds} seeds, *{verdict.variant}* is ahead by {gap:.3f}, more than the spread "
-               f"({verdict.spread:.3f}): the records decide.")
+        why = (f"{lead}with {verdict.n_seeds} seeds, *{verdict.variant}* is ahead by {gap:.3f}, more than the "
+               f"spread ({verdict.spread:.3f}): the records decide.")
     else:
-        why = (f" With {verdict.n_seeds} seeds, the gap ({gap:.3f}) is within the spread ({verdict.spread:.3f}): the "
-               f"records cannot choose, so the paper's text does: *{verdict.variant}*.")
+        why = (f"{lead}with {verdict.n_seeds} seeds, the gap ({gap:.3f}) is within the spread ({verdict.spread:.3f}): "
+               f"the records cannot choose, so the paper's text does: *{verdict.variant}*.")
     if verdict.agrees:
         return head + why + " The default builds it."
     return head + why + (f" The default still builds *{verdict.package_variant}*: it changes together with Table 5, "
