@@ -322,3 +322,16 @@ def test_seed_spreads_are_drawn_by_seaborn_with_every_seed():
     assert any(lo == pytest.approx(0.6) and hi == pytest.approx(0.8) for lo, hi in spans), spans  # 0.7 ± 0.1
     import seaborn  # noqa: F401  (the course lists it; a missing one fails here, not in a chapter)
     plt.close(fig)
+
+
+def test_a_long_provenance_title_breaks_between_teacher_and_data():
+    from dskd.plotting.ablation import _wrap
+    from dskd.plotting.style import provenance_title
+
+    title = provenance_title("Ablation 'dfe': the paper beside ours",
+                             "offline-pretrained (no ImageNet; sha256 d8cd5801a019)",
+                             "mt-defects, 128x128, 40 epochs, seeds 0,1,2")
+    assert _wrap(title, 110).split("\n") == [
+        "Ablation 'dfe': the paper beside ours", "teacher: offline-pretrained (no ImageNet; sha256 d8cd5801a019)",
+        "data: mt-defects, 128x128, 40 epochs, seeds 0,1,2"]
+    assert _wrap("teacher: random | data: synthetic", 110) == "teacher: random | data: synthetic"  # fits: one line

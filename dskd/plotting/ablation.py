@@ -80,8 +80,13 @@ def plot_study(
 
 
 def _wrap(text: str, width: int) -> str:
-    """Wrap each line of ``text`` on its own (textwrap.fill would count the newlines as characters)."""
-    return "\n".join(textwrap.fill(line, width, break_on_hyphens=False) for line in text.split("\n"))
+    """Wrap each line of ``text`` on its own (textwrap.fill would count the newlines as characters); a line
+    too long that holds ``" | "`` (teacher | data) breaks there first, so no clause is split across lines."""
+    lines = []
+    for line in text.split("\n"):
+        parts = line.split(" | ") if len(line) > width else [line]
+        lines += [textwrap.fill(part, width, break_on_hyphens=False) for part in parts]
+    return "\n".join(lines)
 
 
 def _grouped_bars(ax, rows: Sequence[dict[str, Any]], metrics: Sequence[str], *, errors: bool,
