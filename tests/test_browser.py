@@ -12,7 +12,8 @@ by Playwright. One visit per page, at desktop and at phone width, records what t
 - every equation was typeset by MathJax, without errors, and no raw ``$$``, ``\\(`` or ``\\[`` is left;
 - every code cell that has outputs in the executed notebook shows them;
 - the Colab and Binder launch buttons open the page's own notebook in the repository of _config.yml;
-- no horizontal overflow at phone width;
+- no horizontal overflow at phone width; at desktop width, no table of up to nine columns scrolls sideways
+  (the paper's comparison tables, one column per method, may);
 - what a reader sees, at desktop and phone width: no paragraph or cell holding a Markdown table row
   (``| --- |``) or a ``$...$`` span that MathJax did not typeset; no code line wider than its block
   without wrapping; no display equation clipped (too wide for its box, which does not scroll); every
@@ -310,7 +311,14 @@ _JS_READER = """() => {
   const cs = getComputedStyle(art);
   const column = art.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
   const article_links = Array.from(art.querySelectorAll("a[href]")).map(a => a.href);
-  return {raw, code, wrapped, clipped, players, unlinked, images, column, article_links};
+  // tables wider than the box they sit in (they scroll sideways): columns, widths and the header
+  const tables = Array.from(main.querySelectorAll("table")).map(t => {
+    let box = t.parentElement;
+    while (box && getComputedStyle(box).display.startsWith("inline")) box = box.parentElement;
+    return {columns: t.rows.length ? t.rows[0].cells.length : 0, width: t.scrollWidth, box: box.clientWidth,
+            head: t.rows.length ? t.rows[0].innerText.replace(/\\s+/g, " ").trim().slice(0, 60) : ""};
+  }).filter(t => t.width > t.box + 1);
+  return {raw, code, wrapped, clipped, players, unlinked, images, column, article_links, tables};
 }"""
 
 _JS_PLAYER_WORKS = """async (id) => {
@@ -720,6 +728,21 @@ def test_launch_buttons_open_the_pages_notebook(playwright_and_chromium, reports
 
 
 @pytest.mark.slow
+#: tables of more columns than this may scroll sideways at desktop width: the paper's comparison tables
+#: (one column per method) and the catalogues of runs and structures; smaller ones must fit the column
+SCROLLING_TABLE_COLUMNS = 10
+
+
+def test_tables_of_up_to_nine_columns_fit_the_desktop_column(playwright_and_chromium, reports):
+    failures = {
+        p: [f"{t['columns']} columns, {t['width']} px in a {t['box']} px box: \"{t['head']}\"" for t in wide]
+        for p, r in reports.items()
+        if (wide := [t for t in r.reader.get("tables", []) if t["columns"] < SCROLLING_TABLE_COLUMNS])
+    }
+    assert not failures, ("tables that scroll sideways at desktop width (shorten their labels, leave out "
+                          f"empty columns, or split them):\n{_summary(failures)}")
+
+
 def test_no_horizontal_overflow_at_phone_width(playwright_and_chromium, reports):
     failures = {
         p: [f"page is {r.overflow['scrollWidth']} px wide in a {r.overflow['innerWidth']} px window"]

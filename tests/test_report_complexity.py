@@ -51,3 +51,17 @@ def test_without_a_floor_the_text_says_no_more_than_the_record(tmp_path):
     text = bf16_training_markdown(tmp_path)
     assert "short of the 85% the speed issue asked for." in text
     assert "convolutions" not in text
+
+
+def test_the_training_table_names_each_variant_by_its_options_in_a_short_label(tmp_path):
+    from dskd.report.complexity import training_variant_label
+
+    assert training_variant_label("fp32 plain") == "fp32, no options"
+    assert training_variant_label("fp32 cached_teacher+fused_adam") == "fp32 + teacher cache, fused Adam"
+    assert training_variant_label("bf16 fast (the default where bf16 is native)") == \
+        "bf16 + teacher cache, fused Adam, channels-last (default)"
+    assert training_variant_label("fp16 something new") == "fp16 something new"  # unknown: as recorded
+    _write(tmp_path, _speed(floor=True))
+    text = bf16_training_markdown(tmp_path)
+    assert "| fp32, no options | 20.0 | 38.0 s | 250 | 50% of fp32 |" in text
+    assert "cached_teacher" not in text and "761 training images" in text

@@ -106,7 +106,7 @@ def _candidates() -> list[dict]:
          "provenance": {"data": "mt-defects"}},
         {"candidate": "offline-pretrained", "teacher": "offline (sha256 abc)", "knn_image_auroc": 0.6789,
          "pretraining": {"recipe": "fractal", "wall_seconds": 45.0}, "provenance": {"data": "mt-defects"}},
-        {"candidate": "runs/teacher/ssl.pt", "teacher": "ssl.pt (sha256 def)", "knn_image_auroc": float("nan"),
+        {"candidate": "runs/teacher/ssl.pt", "teacher": "file ssl.pt (sha256 def)", "knn_image_auroc": float("nan"),
          "pretraining": {"recipe": "ssl", "wall_seconds": 1800.0},
          "ds": {"epochs": 3, "image_auroc": 0.701, "pixel_auroc": 0.802, "pro": 0.403},
          "provenance": {"data": "synthetic"}},
@@ -123,10 +123,16 @@ def test_the_candidates_table():
     assert lines[2] == "| `random` | none | — | 0.512 | 3 | 0.534 | 0.601 | 0.222 | random init |"
     assert lines[3] == ("| `offline-pretrained` | fractal | 45 s | 0.679 | — | — | — | — | "
                         "offline (sha256 abc) |")  # no DS run: '—'
-    assert lines[4] == ("| `runs/teacher/ssl.pt` | ssl | 30 min | — | 3 | 0.701 | 0.802 | 0.403 | "
-                        "ssl.pt (sha256 def) |")  # a NaN proxy: '—'; minutes from 2 min on
-    assert lines[-1] == "*From `cands.json`; data: mt-defects, synthetic. — = not measured.*"
+    assert lines[4] == ("| `ssl.pt` | ssl | 30 min | — | 3 | 0.701 | 0.802 | 0.403 | "
+                        "sha256 def |")  # a NaN proxy: '—'; minutes from 2 min on; a file by its name, once
+    assert lines[-1] == ("*From `cands.json` (weights files by their name; the file holds their paths); data: "
+                         "mt-defects, synthetic. — = not measured.*")
     assert tk.candidate_data(cands) == "mt-defects, synthetic"
+    # no candidate trained with DS: no DS columns of dashes, and the caption says why
+    no_ds = tk.candidates_table([dict(r, ds_epochs=None) for r in cands], "cands.json").splitlines()
+    assert no_ds[0] == "| candidate | pretraining recipe | pretraining time | 1-NN image AUROC | teacher weights |"
+    assert no_ds[1] == "| --- | --- | --- | --- | --- |" and no_ds[2] == "| `random` | none | — | 0.512 | random init |"
+    assert no_ds[-1].endswith("No candidate has been trained with DS yet, so there are no DS columns.*")
 
 
 def test_missing_files_name_their_commands(tmp_path):

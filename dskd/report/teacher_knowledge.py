@@ -95,16 +95,35 @@ def candidate_data(cands: Sequence[dict[str, Any]]) -> str:
     return ", ".join(sorted({r["data"] for r in cands}))
 
 
+def _candidate_cells(candidate: str, teacher: str) -> tuple[str, str]:
+    """(candidate, weights) as the table shows them: a weights file by its name (not its folder), and the
+    teacher description without that name again (``file x.pt (sha256 abc)`` -> ``sha256 abc``)."""
+    name = candidate.replace("\\", "/").rsplit("/", 1)[-1]
+    prefix = f"file {name} ("
+    if teacher.startswith(prefix) and teacher.endswith(")"):
+        teacher = teacher[len(prefix):-1]
+    return name, teacher
+
+
 def candidates_table(cands: Sequence[dict[str, Any]], file_name: str = "candidates.json") -> str:
     """The candidate teachers (rows of :func:`dskd.teacher_study.candidate_rows`): recipe, pretraining time,
-    the 1-NN proxy and DS trained with each; '—' where not measured."""
-    body = "\n".join(
-        f"| `{r['candidate']}` | {r['recipe']} | {_took(r['pretrain_seconds'])} | {_fmt(r['knn_image_auroc'])} | "
-        f"{r['ds_epochs'] or '—'} | {_fmt(r['ds_image_auroc'])} | {_fmt(r['ds_pixel_auroc'])} | "
-        f"{_fmt(r['ds_pro'])} | {r['teacher']} |" for r in cands)
-    return ("| candidate | pretraining recipe | pretraining time | 1-NN image AUROC | DS epochs | DS image AUROC | "
-            "DS pixel AUROC | DS PRO | teacher weights |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
-            + body + f"\n\n*From `{file_name}`; data: {candidate_data(cands)}. — = not measured.*")
+    the 1-NN proxy and DS trained with each; '—' where not measured. The DS columns are left out, and the
+    caption says so, when no candidate was trained with DS."""
+    with_ds = any(r["ds_epochs"] for r in cands)
+    lines = []
+    for r in cands:
+        name, weights = _candidate_cells(r["candidate"], r["teacher"])
+        ds = (f"{r['ds_epochs'] or '—'} | {_fmt(r['ds_image_auroc'])} | {_fmt(r['ds_pixel_auroc'])} | "
+              f"{_fmt(r['ds_pro'])} | " if with_ds else "")
+        lines.append(f"| `{name}` | {r['recipe']} | {_took(r['pretrain_seconds'])} | {_fmt(r['knn_image_auroc'])} | "
+                     f"{ds}{weights} |")
+    head = ["candidate", "pretraining recipe", "pretraining time", "1-NN image AUROC"]
+    head += ["DS epochs", "DS image AUROC", "DS pixel AUROC", "DS PRO"] if with_ds else []
+    head += ["teacher weights"]
+    no_ds = "" if with_ds else " No candidate has been trained with DS yet, so there are no DS columns."
+    return ("| " + " | ".join(head) + " |\n|" + " --- |" * len(head) + "\n" + "\n".join(lines)
+            + f"\n\n*From `{file_name}` (weights files by their name; the file holds their paths); data: "
+              f"{candidate_data(cands)}. — = not measured.{no_ds}*")
 
 
 def candidates_missing(path: os.PathLike) -> str:
