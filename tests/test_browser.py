@@ -727,12 +727,12 @@ def test_launch_buttons_open_the_pages_notebook(playwright_and_chromium, reports
     assert not failures, f"launch buttons that do not open the page's notebook:\n{_summary(failures)}"
 
 
-@pytest.mark.slow
 #: tables of more columns than this may scroll sideways at desktop width: the paper's comparison tables
 #: (one column per method) and the catalogues of runs and structures; smaller ones must fit the column
 SCROLLING_TABLE_COLUMNS = 10
 
 
+@pytest.mark.slow
 def test_tables_of_up_to_nine_columns_fit_the_desktop_column(playwright_and_chromium, reports):
     failures = {
         p: [f"{t['columns']} columns, {t['width']} px in a {t['box']} px box: \"{t['head']}\"" for t in wide]
@@ -743,6 +743,7 @@ def test_tables_of_up_to_nine_columns_fit_the_desktop_column(playwright_and_chro
                           f"empty columns, or split them):\n{_summary(failures)}")
 
 
+@pytest.mark.slow
 def test_no_horizontal_overflow_at_phone_width(playwright_and_chromium, reports):
     failures = {
         p: [f"page is {r.overflow['scrollWidth']} px wide in a {r.overflow['innerWidth']} px window"]
