@@ -77,6 +77,8 @@ STUDIES: dict[str, tuple[Variant, ...]] = {
 PAPER_RESULTS = ABLATION_RESULTS
 PAPER_TABLE = ABLATION_TABLES
 METRICS = ("image_auroc", "pixel_auroc", "pro")
+#: the metrics as the tables and the prose name them
+METRIC_NAMES = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pro": "PRO"}
 
 
 def study_variants(study: str, names: Optional[Sequence[str]] = None) -> tuple[Variant, ...]:
@@ -600,9 +602,9 @@ def results_table(rows: Sequence[dict[str, Any]], study: str) -> str:
     paper = PAPER_RESULTS.get(study, {})
     names = [r["variant"] for r in rows] + [v for v in paper if v not in {r["variant"] for r in rows}]
     by_name = {r["variant"]: r for r in rows}
-    head = ["variant", "seeds"] + [f"ours: {m.replace('_', ' ')}" for m in METRICS]
+    head = ["variant", "seeds"] + [f"ours: {METRIC_NAMES[m]}" for m in METRICS]
     if paper:
-        head += [f"paper: {m.replace('_', ' ')}" for m in METRICS]
+        head += [f"paper: {METRIC_NAMES[m]}" for m in METRICS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for n in names:
         r = by_name.get(n)
@@ -622,7 +624,7 @@ def agreement_markdown(result: StudyResults) -> str:
     lines = []
     for m in METRICS:
         ours = order_by(result.rows, m)
-        line = f"- **{m.replace('_', ' ')}**: ours {' > '.join(ours)}"
+        line = f"- **{METRIC_NAMES[m]}**: ours {' > '.join(ours)}"
         if result.study in PAPER_RESULTS:
             theirs = paper_order(result.study, m)
             tau = kendall_tau(ours, theirs)

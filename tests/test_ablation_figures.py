@@ -82,7 +82,7 @@ def test_results_table_sets_ours_beside_the_paper():
     rows = summarize([_record("DS", 0, 0.8), _record("DS", 1, 0.6), _record("T-E", 0, 0.5)], "architecture")
     table = results_table(rows, "architecture")
     lines = table.splitlines()
-    assert "ours: image auroc" in lines[0] and "paper: pro" in lines[0]
+    assert "ours: image AUROC" in lines[0] and "paper: PRO" in lines[0]
     assert lines[2].startswith("| DS | 2 | 70.0 ± 14.1 |") and lines[2].endswith("| 98.5 | 97.6 | 93.5 |")
     assert lines[4] == "| T-D | 0 | — | — | — | 97.8 | 97.1 | 93.1 |"  # paper only
     assert "paper" not in results_table(summarize([_record("lambda=0", 0, 0.5)], "lambda"), "lambda")

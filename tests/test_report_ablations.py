@@ -80,7 +80,7 @@ def test_chapter_13s_live_captions_quote_their_contrasts(tmp_path):
     norm = _study(tmp_path, "normalization", examples=_examples({"unit": 2.345, "eq3": 7.891}))
     text = ablations.live_study_markdown(norm)
     assert "example images 2.35 with unit length, 7.89 with Eq. 3 as printed" in text
-    assert "**image auroc**" in text  # the order of the variants follows
+    assert "**image AUROC**" in text  # the order of the variants follows
     form = ablations.live_study_markdown(_study(tmp_path, "loss-form"))
     assert "under both loss forms" in form and "Live (mt-defects, 128x128, 5 epochs, seeds 0,1,2):\n\n- " in form
     teacher = ablations.live_study_markdown(_study(tmp_path, "teacher"))
@@ -197,7 +197,7 @@ def test_where_ours_differs_names_the_records_and_compares_the_order(study, tmp_
 
     rec = _study(tmp_path, study, edit=ten_epochs)
     text = ablations.where_ours_differs_markdown(rec)
-    assert text.startswith("What the records say, metric by metric:\n\n- **image auroc**: ours ")
+    assert text.startswith("What the records say, metric by metric:\n\n- **image AUROC**: ours ")
     assert "Kendall's tau" in text and "seed standard deviation" in text
     epochs = {"architecture": "the record 10 epochs", "dfe": "the record has 10", "layers": "after 10 epochs"}
     assert rec.teacher in text and epochs[study] in text and "Nothing recorded" not in text
@@ -215,9 +215,9 @@ def test_where_ours_differs_names_the_records_and_compares_the_order(study, tmp_
 
 def test_where_ours_differs_says_whether_the_order_is_the_papers(tmp_path):
     same = ablations.where_ours_differs_markdown(load_study(RECORDED, "dfe"))
-    assert "image auroc**: ours with DFE > without DFE; paper with DFE > without DFE: the same order" in same
+    assert "image AUROC**: ours with DFE > without DFE; paper with DFE > without DFE: the same order" in same
     flipped = ablations.where_ours_differs_markdown(_study(tmp_path, "dfe", edit=_flip()))
-    assert ("image auroc**: ours without DFE > with DFE; paper with DFE > without DFE: the reversed order "
+    assert ("image AUROC**: ours without DFE > with DFE; paper with DFE > without DFE: the reversed order "
             "(Kendall's tau -1.00)") in flipped
     arch = ablations.where_ours_differs_markdown(load_study(RECORDED, "architecture"))
     assert "a different order" in arch and "Reasons the two need not agree" in arch
