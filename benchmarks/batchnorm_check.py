@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
            "recorded": {m: record[m] for m in METRICS}, "as_recorded": before,
            "statistics_recomputed_over_the_training_split": after,
            "provenance": provenance("cpu", data=record["provenance"].get("data"), training=record["provenance"])}
-    write_json(args.out, out)
+    write_json(Path(args.out), out)
     for state, d in (("as recorded", before), ("statistics recomputed", after)):
         top = next(iter(d["drift"].items()))
         print(f"{state:>22}: loss train-mode {d['losses']['train']:.4f}, eval-mode {d['losses']['eval']:.4f} "
