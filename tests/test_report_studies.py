@@ -164,3 +164,28 @@ def test_a_study_recorded_piece_by_piece_names_one_command_with_its_pieces():
     text = studies.longer_budget_study("dfe").markdown()
     assert "--seeds <seed> --preset paper" in text and "for `<seed> in 0, 1, 2`" in text
     assert text.count("dskd ablate") == 1
+
+
+def test_batchnorm_checks_of_a_study_are_told_run_by_run(tmp_path):
+    def check(variant, ratio, layer, drift, image, image_fixed):
+        return {"study": "dfe-blocks", "variant": variant, "seed": 0,
+                "as_recorded": {"losses": {"eval_over_train": ratio}, "drift": {layer: drift, "other": 1.0},
+                                "image_auroc": image, "pixel_auroc": 0.5, "pro": 0.1},
+                "statistics_recomputed_over_the_training_split": {
+                    "losses": {"eval_over_train": 0.9}, "drift": {layer: 1.0}, "image_auroc": image_fixed,
+                    "pixel_auroc": 0.6, "pro": 0.2}}
+    assert studies.batchnorm_check_markdown("dfe-blocks", tmp_path) == ""  # nothing checked: nothing said
+    (tmp_path / "batchnorm_dfe-blocks_2-blocks_seed0.json").write_text(
+        json.dumps(check("2 blocks", 3.16, "students.decoder.layer2.0.bn2", 2947.3, 0.451, 0.695)))
+    (tmp_path / "batchnorm_dfe-blocks_1-block_seed0.json").write_text(
+        json.dumps(check("1 block", 0.43, "students.embedding.fuse.bn1", 0.73, 0.955, 0.923)))
+    (tmp_path / "batchnorm_dfe_with-DFE_seed0.json").write_text(json.dumps(dict(check("x", 1, "l", 1, 0, 0),
+                                                                              study="dfe")))
+    text = studies.batchnorm_check_markdown("dfe-blocks", tmp_path)
+    one, two = text.split("\n")[-2:]
+    assert one.startswith("- *1 block*, seed 0: on training images the eval-mode loss is 0.43 times")
+    assert "no student layer's input varies more than 0.73 times its running variance" in one
+    assert ("the largest drift is in `students.decoder.layer2.0.bn2`, whose input varies 2,947 times as much as "
+            "its running variance says") in two
+    assert "image AUROC 0.451 -> 0.695, pixel AUROC 0.500 -> 0.600." in two
+    assert "*x*" not in text  # another study's check is not told here

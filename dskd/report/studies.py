@@ -7,6 +7,7 @@ seeds the longer records hold so far and whether the order of the variants moved
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -100,3 +101,41 @@ def build_verdict_markdown(verdict: BuildVerdict, *, with_rule: bool = True) -> 
         return head + why + " The default builds it."
     return head + why + (f" The default still builds *{verdict.package_variant}*: it changes together with Table 5, "
                          f"re-recorded with the new build (chapter 15).")
+
+
+#: where benchmarks/batchnorm_check.py's records of the 40-epoch study runs live (under results/)
+BATCHNORM_CHECKS = ("verification",)
+
+
+def batchnorm_checks(study: str, folder: Optional[Path] = None) -> list[dict]:
+    """The BatchNorm checks recorded for ``study``'s runs (``batchnorm_<study>_*.json``), by variant and seed."""
+    folder = folder if folder is not None else results_path(*BATCHNORM_CHECKS)
+    checks = [json.loads(p.read_text()) for p in sorted(Path(folder).glob(f"batchnorm_{study}_*.json"))]
+    return sorted((c for c in checks if c.get("study") == study), key=lambda c: (c["seed"], c["variant"]))
+
+
+def batchnorm_check_markdown(study: str, folder: Optional[Path] = None) -> str:
+    """What the BatchNorm checks of ``study``'s runs found (``""`` when there are none): per checked run,
+    the eval-mode loss against the training-mode one, the layer whose running statistics drifted most,
+    and the metrics before and after the statistics were recomputed over the training split."""
+    checks = batchnorm_checks(study, folder)
+    if not checks:
+        return ""
+    lines = []
+    for c in checks:
+        before, after = c["as_recorded"], c["statistics_recomputed_over_the_training_split"]
+        layer, drift = next(iter(before["drift"].items()))
+        drifted = (f"the largest drift is in `{layer}`, whose input varies {drift:,.0f} times as much as its "
+                   f"running variance says" if drift >= 10 else
+                   f"no student layer's input varies more than {drift:.2f} times its running variance")
+        lines.append(
+            f"- *{c['variant']}*, seed {c['seed']}: on training images the eval-mode loss is "
+            f"{before['losses']['eval_over_train']:.2f} times the training-mode one; {drifted}. With the "
+            f"statistics recomputed (no weight changed): eval-mode loss "
+            f"{after['losses']['eval_over_train']:.2f} times the training-mode one, image AUROC "
+            f"{before['image_auroc']:.3f} -> {after['image_auroc']:.3f}, pixel AUROC {before['pixel_auroc']:.3f} -> "
+            f"{after['pixel_auroc']:.3f}.")
+    return ("**Is the eval-mode network the one that was trained?** BatchNorm normalises with batch statistics "
+            "in training and with running averages at test time; where the activations outgrew those averages, "
+            "the maps come from a different network than the loss trained (`dskd.diagnostics`, recorded by "
+            "`benchmarks/batchnorm_check.py` in `results/verification/`):\n\n" + "\n".join(lines))
