@@ -21,7 +21,7 @@ LAYERS: dict[str, int] = {
     **{m: 0 for m in ("config", "models", "losses", "inference", "metrics", "checkpoint", "provenance", "outputs", "hardware",
                       "checksums", "data", "results", "paper_results", "runs", "distributed", "plotting")},
     # training and evaluation
-    **{m: 1 for m in ("training", "strategies", "evaluation", "speed", "export")},
+    **{m: 1 for m in ("training", "strategies", "evaluation", "speed", "export", "diagnostics")},
     # experiments
     **{m: 2 for m in ("reproduce", "ablation", "profiling", "teacher_study", "pretrain", "paper_build", "baselines")},
     # what a reader or a user runs: the CLI, the chapters' report writers and explorers
