@@ -331,7 +331,7 @@ def test_a_long_provenance_title_breaks_between_teacher_and_data():
     title = provenance_title("Ablation 'dfe': the paper beside ours",
                              "offline-pretrained (no ImageNet; sha256 d8cd5801a019)",
                              "mt-defects, 128x128, 40 epochs, seeds 0,1,2")
-    assert _wrap(title, 110).split("\n") == [
+    assert _wrap(title, 90).split("\n") == [
         "Ablation 'dfe': the paper beside ours", "teacher: offline-pretrained (no ImageNet; sha256 d8cd5801a019)",
         "data: mt-defects, 128x128, 40 epochs, seeds 0,1,2"]
     assert _wrap("teacher: random | data: synthetic", 110) == "teacher: random | data: synthetic"  # fits: one line

@@ -179,7 +179,7 @@ def plot_study_comparison(
             axes[-1].legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                             title="variant (seeds)" if rows else "variant", title_fontsize=8)
         what = "the paper beside ours" if paper else "ours (the paper has no such study)"
-        fig.suptitle(_wrap(provenance_title(f"Ablation '{study}': {what}", teacher, data), 110))
+        fig.suptitle(_wrap(provenance_title(f"Ablation '{study}': {what}", teacher, data), 90))
     return fig
 
 
