@@ -387,7 +387,8 @@ class StudyResults:
 
     @property
     def commands(self) -> list[str]:
-        return sorted({shown_command(r["provenance"].get("command", "?")) for r in self.records})
+        """The commands that wrote the records, once each, in the order they ran."""
+        return list(dict.fromkeys(shown_command(r["provenance"].get("command", "?")) for r in self.records))
 
     @property
     def random_teacher(self) -> bool:
