@@ -11,8 +11,6 @@ of Eq. 7 in both modes), :func:`batchnorm_drift` names the layers where it comes
 from __future__ import annotations
 
 import copy
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
@@ -25,14 +23,6 @@ from .models import DSKD
 def _student_batchnorms(model: DSKD) -> dict[str, nn.BatchNorm2d]:
     return {n: m for n, m in model.named_modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and not n.startswith("teacher")}
-
-
-def _images(batch: Any) -> Tensor:
-    if isinstance(batch, Tensor):
-        return batch
-    if isinstance(batch, dict):
-        return batch["image"]
-    return batch[0]
 
 
 def mode_losses(model: DSKD, images: Tensor, cfg: TrainConfig) -> dict[str, float]:
@@ -98,7 +88,7 @@ def recompute_batchnorm_statistics(model: DSKD, data: Dataset, batch_size: int =
     device = next(net.parameters()).device
     with torch.no_grad():
         for batch in DataLoader(data, batch_size=batch_size, shuffle=False, drop_last=True):
-            net(_images(batch).to(device))
+            net(batch["image"].to(device))  # the data sets yield dicts, as evaluation reads them
     for n, m in layers.items():
         m.momentum = momenta[n]
     return net.eval()
