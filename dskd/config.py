@@ -58,10 +58,12 @@ class TrainConfig:
     layers: tuple[int, ...] = (1, 2, 3)
     n_train: Optional[int] = None  # synthetic data only: images in the train split
     n_test: Optional[int] = None  # synthetic data only: images in the test split
-    #: readings of the paper where it is implicit (chapter 5; :class:`dskd.models.Students`)
+    #: readings of the paper where it is implicit (chapter 5; :class:`dskd.models.Students`), chosen by
+    #: three-seed studies and the paper's text (:func:`dskd.ablation.build_verdict`): one DFE block (Sec.
+    #: 3.2), the normalised S_e features into the DFE (Algorithm 2, line 7), l_d kept from S_e (Sec. 1)
     dfe_blocks: int = 1
-    dfe_input: str = "raw"
-    detach_decoder_input: bool = False
+    dfe_input: str = "normalized"
+    detach_decoder_input: bool = True
     #: arithmetic of the networks during training: "bf16" autocast (losses and metrics stay fp32), "fp32",
     #: or "auto" = bf16 where the hardware computes it natively (:func:`dskd.hardware.native_bf16`), else fp32
     precision: str = "auto"

@@ -140,7 +140,9 @@ def _digest(model, history) -> str:
 RECORDED = {"AVX512": {"plain": "528c5d2d7993a708", "cache+fused": "6cd3ed914e2b6676"}}
 #: the same, recorded with Eq. (6) computed as printed (dskd.losses.distillation_map_reference), before 7d1086d
 RECORDED_PRINTED_EQ6 = {"AVX512": {"plain": "f1576090ce095abd", "cache+fused": "c377beebf95156d8"}}
-CFG = TrainConfig.quick(teacher="random", epochs=2, n_train=32, n_test=16, seed=0, precision="fp32")
+#: the build those digests were recorded with (before the readings of the paper became options, issue 18)
+CFG = TrainConfig.quick(teacher="random", epochs=2, n_train=32, n_test=16, seed=0, precision="fp32",
+                        dfe_input="raw", detach_decoder_input=False)
 
 
 def _reference_loop(cfg: TrainConfig):
@@ -189,6 +191,11 @@ def test_the_training_loop_gives_the_recorded_weights(monkeypatch):
     if recorded is not None:
         assert _digest(plain.model, plain.history) == recorded["plain"]
         assert _digest(fused.model, fused.history) == recorded["cache+fused"]
+    # today's default build (normalised DFE input, l_d kept from S_e): the loop is still Algorithm 1 bit for bit,
+    # and another model than the recorded one
+    default = CFG.replace(dfe_input=TrainConfig.dfe_input, detach_decoder_input=TrainConfig.detach_decoder_input)
+    (now,) = _train(default, PLAIN)
+    assert _digest(now.model, now.history) == _digest(*_reference_loop(default)) != _digest(plain.model, plain.history)
     # Eq. (6) was computed from the normalised maps, as printed, until git 7d1086d (now from three reductions:
     # float rounding differs). With that form put back, the loop still gives the weights recorded then.
     monkeypatch.setattr("dskd.losses.distillation_map", distillation_map_reference)

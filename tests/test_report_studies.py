@@ -108,25 +108,27 @@ def test_a_build_choice_is_decided_by_three_seeds_then_by_the_paper_s_text():
     from dskd.ablation import build_verdict, default_variant
     from dskd.config import TrainConfig
 
-    assert default_variant("dfe-input") == "raw" and default_variant("dfe-blocks") == "1 block"
-    assert default_variant("dfe-input", TrainConfig(dfe_input="normalized")) == "normalized"
+    assert default_variant("dfe-input") == "normalized" and default_variant("dfe-blocks") == "1 block"
+    assert default_variant("decoder-gradient") == "separate"
+    assert default_variant("dfe-input", TrainConfig(dfe_input="raw")) == "raw"
     # two seeds: nothing is decided, the default stays
     two = build_verdict(_build_study("dfe-input", {"raw": [0.90, 0.92], "normalized": [0.99, 0.98]}))
     assert not two.decided and two.agrees and two.n_seeds == 2
     text = studies.build_verdict_markdown(two)
-    assert "builds *raw* (`dfe_input`)" in text and "2 seeds of each so far: nothing is decided" in text
+    assert "builds *normalized* (`dfe_input`)" in text and "2 seeds of each so far: nothing is decided" in text
     # three seeds, a gap beyond the spread: the records decide, whichever way
     ahead = build_verdict(_build_study("dfe-input", {"raw": [0.95, 0.96, 0.94], "normalized": [0.90, 0.91, 0.89]}))
-    assert (ahead.variant, ahead.by, ahead.agrees) == ("raw", "the records", True)
-    assert "*raw* is ahead by 0.050, more than the spread (0.010): the records decide. The default builds it." \
-        in studies.build_verdict_markdown(ahead)
+    assert (ahead.variant, ahead.by, ahead.agrees) == ("raw", "the records", False)
+    assert "*raw* is ahead by 0.050, more than the spread (0.010): the records decide. The default still builds " \
+        "*normalized*" in studies.build_verdict_markdown(ahead)
     behind = build_verdict(_build_study("dfe-blocks", {"1 block": [0.90, 0.91, 0.89], "2 blocks": [0.95, 0.96, 0.94]}))
     assert (behind.variant, behind.by, behind.agrees) == ("2 blocks", "the records", False)
     assert "The default still builds *1 block*" in studies.build_verdict_markdown(behind)
     # three seeds within the spread: the paper's text decides (Algorithm 2 embeds the normalised features)
     tie = build_verdict(_build_study("dfe-input", {"raw": [0.90, 0.95, 0.85], "normalized": [0.91, 0.93, 0.88]}))
-    assert (tie.variant, tie.by, tie.agrees) == ("normalized", "the paper's text", False)
-    assert "the records cannot choose, so the paper's text does: *normalized*" in studies.build_verdict_markdown(tie)
+    assert (tie.variant, tie.by, tie.agrees) == ("normalized", "the paper's text", True)
+    assert "the records cannot choose, so the paper's text does: *normalized*. The default builds it." \
+        in studies.build_verdict_markdown(tie)
     # the rule is stated once a chapter: later build choices refer to it
     assert "The rule, set before the three-seed records came in" in studies.build_verdict_markdown(tie)
     short = studies.build_verdict_markdown(tie, with_rule=False)
