@@ -100,3 +100,22 @@ def test_the_pairs_reading_scores_one_ds_model_three_ways(tmp_path):
         te = DSKD("T-E", teacher_weights=None).eval()
         te.inference_pair(te(torch.randn(1, 3, 64, 64)), ("encoder", "decoder"))
     assert set(STUDIES) >= {"dfe-blocks", "dfe-input", "decoder-gradient", "pairs"}
+
+
+def test_the_readings_act_on_s_e_only_where_it_feeds_the_dfe():
+    """T-D embeds the teacher's raw pyramid whatever ``dfe_input`` says; the detach acts in DS only (E-D has
+    no l_e that would train S_e without l_d)."""
+    x = torch.randn(2, 3, 64, 64)
+    td = DSKD("T-D", teacher_weights=None).eval()
+    assert td.students.dfe_input == "normalized"
+    out = td(x)
+    torch.testing.assert_close(out.decoder.conv2_x, td.decoder(td.embedding(td.teacher(x))).conv2_x)
+    torch.manual_seed(0)
+    ed = DSKD("E-D", teacher_weights=None).train()
+    loss = dskd_loss(ed.loss_pairs(ed(x)), 0.1, "unit", "pixel")
+    loss.backward()
+    grad_through_dfe = next(ed.encoder.parameters()).grad.clone()
+    torch.manual_seed(0)
+    joint = DSKD("E-D", teacher_weights=None, detach_decoder_input=False).train()
+    dskd_loss(joint.loss_pairs(joint(x)), 0.1, "unit", "pixel").backward()
+    torch.testing.assert_close(grad_through_dfe, next(joint.encoder.parameters()).grad)

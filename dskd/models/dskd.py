@@ -55,7 +55,9 @@ class Students(nn.Module):
     Fig. 4 as drawn, or 2, RD4AD's bottleneck that Table 6's size points to), ``dfe_input`` ("raw" S_e
     features, or "normalized": l2-normalised along the channels as Algorithm 2, line 7 writes F^_e) and
     ``detach_decoder_input`` (False: l_d's gradient reaches S_e through the DFE; True: the two distillations
-    train separately, S_e by l_e only, as Sec. 1's "separately and independently" reads). The defaults
+    train separately, S_e by l_e only, as Sec. 1's "separately and independently" reads). Each acts where
+    it has a meaning: the normalisation on S_e's features (DS, E-D; T-D embeds the teacher's raw pyramid, as
+    RD4AD does), the detach in DS only (E-D has no l_e that would train S_e without l_d). The defaults
     (one block, normalised, separate) are what the three-seed studies and the paper's text chose
     (:func:`dskd.ablation.build_verdict`); runs recorded before these options existed built 1 block, raw,
     l_d through S_e.
@@ -86,9 +88,9 @@ class Students(nn.Module):
         d = None
         if self.decoder is not None:
             source = teacher_features if self.structure == "T-D" else e  # T-D embeds the teacher's pyramid
-            if self.detach_decoder_input and source is e:
+            if self.detach_decoder_input and self.structure == "DS":
                 source = Pyramid(*(f.detach() for f in source))  # l_d trains the DFE and S_d only, not S_e
-            if self.dfe_input == "normalized":
+            if self.dfe_input == "normalized" and self.structure != "T-D":
                 source = Pyramid(*(normalize_features(f) for f in source))  # Algorithm 2, line 7: F^_e
             d = self.decoder(self.embedding(source))
         return e, d
