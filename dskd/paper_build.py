@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .inference import anomaly_map
+from .losses import normalize_features
 from .models import DSKD, Pyramid, StudentDecoder
 from .models.blocks import BasicBlock, conv1x1, conv3x3
 from .paper_results import TABLE6
@@ -98,7 +99,8 @@ class PaperBuild(nn.Module):
     """The paper's probable build of DSKD: whole ResNet18 objects for T and S_e, RD4AD's bottleneck
     (``bottleneck_blocks`` residual blocks and its unused 1x1 conv) and our S_d.
 
-    ``forward`` returns the (teacher, encoder, decoder) pyramids, as :class:`~dskd.models.DSKD` does;
+    ``forward`` returns the (teacher, encoder, decoder) pyramids, as :class:`~dskd.models.DSKD` does, and
+    embeds S_e's l2-normalised features, as the package's default build does (Algorithm 2, line 7);
     ``run_layer4=True`` also runs T's and S_e's layer4, as RD4AD's encoder forward does (a reading
     that Table 6's MACs rule out: see :func:`paper_accounting`).
     """
@@ -114,7 +116,8 @@ class PaperBuild(nn.Module):
         with torch.no_grad():
             t = self.teacher(x)
         e = self.encoder(x)
-        return t, e, self.decoder(self.embedding(e))
+        embedded = Pyramid(*(normalize_features(f) for f in e))  # Algorithm 2, line 7, as DSKD's default
+        return t, e, self.decoder(self.embedding(embedded))
 
     def inference_pair(self, out: tuple[Pyramid, Pyramid, Pyramid]) -> tuple[Pyramid, Pyramid]:
         """T vs S_d, as Algorithm 2."""
