@@ -187,11 +187,42 @@ def test_results_report_of_a_fake_tree(fake_results):
         report.specific_factor("table9")
 
 
+@pytest.mark.slow
+def test_what_moved_when_table_5_was_re_recorded_with_another_build(fake_results, tmp_path):
+    """Chapter 15 sets Table 5 against the earlier build's runs in the same precision, seed by seed; while
+    Table 5 still holds the earlier build it says that Table 5 is due to be recorded again."""
+    import shutil
+
+    root = tmp_path / "results"
+    shutil.copytree(fake_results, root)
+    report = ResultsReport.read(root)
+    assert report.build_change().startswith("Every run of Table 5 builds today's default, *normalized, separate*")
+    earlier = root / "mt-defects-bf16" / "mt-defects"
+    earlier.mkdir(parents=True)
+    for f in sorted((root / "mt-defects").glob("seed*.json")):
+        rec = json.loads(f.read_text())
+        rec["config"] = {k: v for k, v in rec["config"].items() if k not in ("dfe_input", "detach_decoder_input")}
+        rec["metrics"] = {**rec["metrics"], "image_auroc": rec["metrics"]["image_auroc"] - 0.1}
+        (earlier / f.name).write_text(json.dumps(rec))
+    now = {r["seed"]: r["metrics"] for r in ResultsReport.read(root).mt_records()}
+    text = ResultsReport.read(root).build_change()
+    assert "changed from *raw, joint* to *normalized, separate*" in text and "`results/mt-defects-bf16/`" in text
+    m = now[1]
+    assert (f"| 1 | {100 * m['image_auroc'] - 10:.1f} → {100 * m['image_auroc']:.1f} (+10.0) | "
+            f"{100 * m['pixel_auroc']:.1f} → {100 * m['pixel_auroc']:.1f} (+0.0) |") in text
+    assert "| Metric (%) | raw, joint | normalized, separate |" in text
+    # Table 5 itself of the earlier build, the default another: the chapter says Table 5 is due again
+    shutil.rmtree(root / "mt-defects")
+    shutil.copytree(earlier, root / "mt-defects")
+    assert "the package's default now builds *normalized, separate* (chapters 11 and 13): Table 5 is due to be " \
+        "re-recorded" in ResultsReport.read(root).build_change()
+
+
 def test_results_report_of_an_empty_tree(tmp_path):
     report = ResultsReport.read(tmp_path)
     assert "No result file of ours exists yet" in report.overview()
     assert report.learning_curve().startswith("The recorded MT Defects runs hold no learning curve")
     assert report.per_defect_type().startswith("No MT Defects result file yet")
-    assert report.longer_records() == [] and report.continued == []
+    assert report.longer_records() == [] and report.continued == [] and report.build_change() == ""
     assert "No run of ours for Table 5 yet" in report.gap_section("table5")
     assert command_out_dir(REPO / "results") == "results" and command_out_dir(tmp_path) == str(tmp_path)

@@ -200,19 +200,19 @@ def test_learning_curve_of_the_recorded_runs(fake_results):
         plot_learning_curve(bare)
 
 
-def test_precision_comparison_says_whether_each_difference_is_within_the_seed_spread():
-    from dskd.reproduce import precision_comparison, precision_comparison_markdown
+def test_seed_comparison_says_whether_each_difference_is_within_the_seed_spread():
+    from dskd.reproduce import seed_comparison, seed_comparison_markdown
 
     def rec(seed, image, pixel, pro):
         return {"seed": seed, "metrics": {"image_auroc": image, "pixel_auroc": pixel, "pro": pro}}
 
     fp32 = [rec(0, 0.90, 0.70, 0.40), rec(1, 0.92, 0.72, 0.42), rec(2, 0.94, 0.71, 0.41)]
     bf16 = [rec(0, 0.91, 0.71, 0.50), rec(1, 0.93, 0.72, 0.52), rec(2, 0.95, 0.70, 0.51)]
-    c = precision_comparison(fp32, bf16)
+    c = seed_comparison(fp32, bf16)
     rows = {r["metric"]: r for r in c["rows"]}
     assert rows["image_auroc"]["difference"] == pytest.approx(1.0) and rows["image_auroc"]["spread"] == 2.0
     assert rows["image_auroc"]["within_spread"] and not rows["pro"]["within_spread"]  # PRO moved 10 points
     assert not c["all_within_spread"] and c["seeds"] == {"fp32": [0, 1, 2], "bf16": [0, 1, 2]}
-    text = precision_comparison_markdown(c)
+    text = seed_comparison_markdown(c)
     assert "| PRO | 41.0 ± 1.0 | 51.0 ± 1.0 | +10.0 | 1.0 | no |" in text
     assert "Not every difference lies within the seed spread" in text

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from ..paper_build import paper_accounting
 from ..profiling import PAPER_TABLE6, load_profiles
-from ..reproduce import collect_results, precision_comparison, precision_comparison_markdown
+from ..reproduce import collect_results, seed_comparison, seed_comparison_markdown
 from ..results import results_root
 
 #: the book's machine (2 cores, AVX-512 with BF16): its profile file, without .json
@@ -508,10 +508,12 @@ def bf16_training_markdown(root: Optional[os.PathLike] = None) -> str:
         else:
             text += (": less than its convolutions take alone, so no saving on the other work can reach the goal "
                      "on this CPU; only faster convolution kernels at these small shapes could.")
-    fp32 = [r for recs in collect_results(root, "mt-defects").values() for r in recs]
+    fp32 = [r for recs in collect_results(root / "mt-defects-fp32", "mt-defects").values() for r in recs]
     bf16 = [r for recs in collect_results(root / "mt-defects-bf16", "mt-defects").values() for r in recs]
     if fp32 and bf16:
-        text += ("\n\nDoes bf16 train the same model? Table 5's three 40-epoch runs, trained again in bf16 "
-                 "(`results/mt-defects-bf16/`, see [the runs in this book](../book/runs_in_this_book.md)):\n\n"
-                 + precision_comparison_markdown(precision_comparison(fp32, bf16)))
+        text += ("\n\nDoes bf16 train the same model? Table 5's three 40-epoch runs as first recorded in fp32 "
+                 "(`results/mt-defects-fp32/`), trained again in bf16 (`results/mt-defects-bf16/`), both of the build "
+                 "before the default changed (chapter 15; see [the runs in this book](../book/runs_in_this_book.md))"
+                 ":\n\n"
+                 + seed_comparison_markdown(seed_comparison(fp32, bf16)))
     return text

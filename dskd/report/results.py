@@ -15,10 +15,13 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from ..config import TrainConfig
 from ..data.magnetic_tile import MT_TRAIN_FRACTION
 from ..paper_results import MVTEC3D_PAPER_ORDER, MVTEC_PAPER_ORDER, OURS, TABLE1, TABLE3, TABLE5
-from ..reproduce import BENCHMARKS, build_tables, collect_results, paper_gaps, reproduce_command, table_markdown
+from ..reproduce import (BENCHMARKS, build_tables, collect_results, paper_gaps, reproduce_command, seed_comparison,
+                         seed_comparison_markdown, table_markdown)
 from ..results import results_root
+from .runs import build_label
 from .teacher import how_it_learned
 
 #: the paper's image size per benchmark (Sec. 4.1.1)
@@ -29,6 +32,9 @@ PRO_CODES = {"exact": "exact (ours, the tables')", "rd4ad": "RD4AD's, per image"
              "rd4ad_global": "RD4AD's, once over the set", "stpm": "STPM's, rescaled"}
 #: the folder of the seed continued past Table 5's budget, inside the results folder
 LONGER_FOLDER = "mt-defects-100-epochs"
+#: Table 5's runs of the build before the default changed (raw DFE input, l_d through S_e), kept when Table 5
+#: was re-recorded: as first trained (fp32), and the same runs in bf16 (chapter 14)
+EARLIER_FOLDERS = ("mt-defects-fp32", "mt-defects-bf16")
 
 
 def values(runs: Sequence[dict[str, Any]], name: str) -> list[Any]:
@@ -126,6 +132,48 @@ class ResultsReport:
                 f"**{worst['pixel_auroc']}** for pixel AUROC ({pt[worst['pixel_auroc']]['pixel_auroc']['value']:.1f}) "
                 f"and **{worst['pro']}** for PRO ({pt[worst['pro']]['pro']['value']:.1f}).")
 
+    def build_change(self) -> str:
+        """What moved when Table 5 was re-recorded with today's default build (chapters 11 and 13): seed by seed
+        against the earlier build's runs in the same precision, then mean against mean and the seed spread."""
+        now = self.mt_records()
+        if not now:
+            return ""
+        default = build_label(TrainConfig().to_dict())
+        builds = sorted({build_label(r["config"]) for r in now})
+        if builds != [default]:
+            return (f"Table 5 holds runs of the build *{'*, *'.join(builds)}*, and the package's default now builds "
+                    f"*{default}* (chapters 11 and 13): Table 5 is due to be re-recorded with it, by "
+                    f"`{self.tables['table5']['command']}`.")
+        earlier = self.earlier_records()
+        if not earlier:
+            return f"Every run of Table 5 builds today's default, *{default}*; no run of another build is recorded."
+        precisions = {TrainConfig.from_dict(r["config"]).precision for r in now}
+        folder = next((f for f, recs in earlier.items()
+                       if {TrainConfig.from_dict(r["config"]).precision for r in recs} == precisions), next(iter(earlier)))
+        before = earlier[folder]
+        old = build_label(before[0]["config"])
+        text = (f"Table 5 above was re-recorded when the package's default build changed from *{old}* to *{default}* "
+                "(the first word: what the DFE embeds, $S_e$'s raw features or the $\\ell_2$-normalised ones of "
+                "Algorithm 2; the second: whether $\\ell_d$ also trains $S_e$, *joint*, or only the DFE and $S_d$, "
+                "*separate*). Chapters 11 and 13 give the studies and the rule that chose it. Against the earlier "
+                f"build's runs in the same precision (`results/{folder}/`), seed by seed (points, earlier → now):\n\n"
+                "| seed | image AUROC | pixel AUROC | PRO |\n| --- | --- | --- | --- |\n")
+        by_seed = {r["seed"]: r for r in before}
+        for r in sorted(now, key=lambda r: r["seed"]):
+            b = by_seed.get(r["seed"])
+            if b is None:
+                continue
+            cells = [f"{100 * b['metrics'][m]:.1f} → {100 * r['metrics'][m]:.1f} "
+                     f"({100 * (r['metrics'][m] - b['metrics'][m]):+.1f})" for m in METRIC]
+            text += f"| {r['seed']} | " + " | ".join(cells) + " |\n"
+        text += "\n" + seed_comparison_markdown(seed_comparison(before, now, labels=(old, default)))
+        others = [f"`results/{f}/` ({TrainConfig.from_dict(recs[0]['config']).precision}, {len(recs)} seeds): image "
+                  f"AUROC {100 * np.mean([r['metrics']['image_auroc'] for r in recs]):.1f}"
+                  for f, recs in earlier.items() if f != folder]
+        if others:
+            text += " The earlier build's other runs: " + "; ".join(others) + "."
+        return text
+
     def mt_records(self) -> list[dict[str, Any]]:
         return [r for recs in self.records["mt-defects"].values() for r in recs]
 
@@ -170,20 +218,40 @@ class ResultsReport:
         return [r for recs in collect_results(self.root / LONGER_FOLDER, "mt-defects").values() for r in recs
                 if r["training"].get("curve")]
 
-    def _short_epoch(self, record: dict[str, Any]) -> Optional[int]:
+    def earlier_records(self) -> dict[str, list[dict[str, Any]]]:
+        """Table 5's runs of other builds than today's Table 5, by folder (:data:`EARLIER_FOLDERS`)."""
+        now = {build_label(r["config"]) for r in self.mt_records()}
+        found = {}
+        for folder in EARLIER_FOLDERS:
+            recs = [r for recs in collect_results(self.root / folder, "mt-defects").values() for r in recs
+                    if build_label(r["config"]) not in now]
+            if recs:
+                found[folder] = recs
+        return found
+
+    def _short_run(self, record: dict[str, Any]) -> Optional[tuple[int, Optional[str]]]:
+        """The shorter run a continued record resumed from: (its epochs, its folder if not Table 5's)."""
         curve = {p["epoch"] for p in record["training"]["curve"]}
-        short = [s["training"]["epochs"] for s in self.mt_records()
-                 if s["seed"] == record["seed"] and s["training"]["epochs"] in curve]
-        return short[0] if short else None
+
+        def same_job(short: dict[str, Any]) -> bool:  # the same config but for the budget
+            return (short["training"]["epochs"] in curve and TrainConfig.from_dict(short["config"]).replace(epochs=1)
+                    == TrainConfig.from_dict(record["config"]).replace(epochs=1))
+
+        for folder, recs in [(None, self.mt_records())] + list(self.earlier_records().items()):
+            short = [s["training"]["epochs"] for s in recs if same_job(s)]
+            if short:
+                return short[0], folder
+        return None
 
     def _continued(self, record: dict[str, Any]) -> Optional[dict[str, Any]]:
-        e0 = self._short_epoch(record)
-        if e0 is None:
+        short = self._short_run(record)
+        if short is None:
             return None
+        e0, folder = short
         curve = {p["epoch"]: p for p in record["training"]["curve"]}
         e1 = record["training"]["epochs"]
         late = [p["image_auroc"] for e, p in curve.items() if e > e1 / 2]
-        return {"seed": record["seed"], "from": e0, "to": e1,
+        return {"seed": record["seed"], "from": e0, "to": e1, "folder": folder,
                 "change": {m: curve[e1][m] - curve[e0][m] for m in METRIC}, "swing": max(late) - min(late)}
 
     def longer_budget(self, record: dict[str, Any]) -> str:
@@ -202,7 +270,10 @@ class ResultsReport:
                 f"| --- | --- | --- | --- |\n{rows}\n\n")
         c = self._continued(record)
         if c:
-            text += (f"From epoch {c['from']} (this seed's Table 5 run, whose checkpoint it continued) to epoch "
+            run = ("this seed's Table 5 run" if c["folder"] is None else
+                   f"this seed's run of the earlier build, *{build_label(record['config'])}*, in "
+                   f"`results/{c['folder']}/`")
+            text += (f"From epoch {c['from']} ({run}, whose checkpoint it continued) to epoch "
                      f"{c['to']}: " + ", ".join(f"{METRIC[m]} {c['change'][m]:+.3f}" for m in METRIC)
                      + ". One seed: set it against the spread between seeds above before reading a change as the "
                      "effect of the budget.")

@@ -19,7 +19,8 @@ from .teacher import teacher_in_use
 WHERE_USED: dict[str, tuple[str, ...]] = {
     "mt-defects": ("15_results",),
     "mt-defects-100-epochs": ("15_results",),
-    "mt-defects-bf16": ("14_complexity",),
+    "mt-defects-bf16": ("14_complexity", "15_results"),
+    "mt-defects-fp32": ("14_complexity", "15_results"),
     "mvtec": ("15_results",),
     "mvtec3d": ("15_results",),
     "ablations": ("10_ablation_architecture", "11_ablation_dfe", "12_ablation_layers", "13_ablation_extras",
@@ -36,6 +37,19 @@ BASELINE = {"structure": "DS", "use_dfe": True, "layers": [1, 2, 3], "lam": 0.1,
 LIVE_STUDY_CATEGORY = "fabric"
 #: the page of the book that shows the table (chapters link to it)
 PAGE = "book/runs_in_this_book"
+
+
+def build_label(config: dict[str, Any]) -> str:
+    """The readings of the paper's implicit build a recorded config trained (chapters 11 and 13), short:
+    'normalized, separate' (today's default), 'raw, joint' (the build before, l_d through S_e), with
+    ', 2 DFE blocks' where the DFE had two. A config written before the options existed reads as that build."""
+    cfg = TrainConfig.from_dict(config)
+    label = f"{cfg.dfe_input}, {'separate' if cfg.detach_decoder_input else 'joint'}"
+    return label + (f", {cfg.dfe_blocks} DFE blocks" if cfg.dfe_blocks != 1 else "")
+
+
+#: the build of the studies' DS baseline and of every run recorded before the readings became options
+EARLIER_BUILD = "raw, joint"
 
 
 def _json(path: Path) -> Optional[dict[str, Any]]:
@@ -62,7 +76,7 @@ def _reproduce_rows(root: Path) -> list[dict[str, Any]]:
                      "teacher": _teacher_name(rec), "epochs": rec.get("training", {}).get("epochs", cfg.get("epochs")),
                      "image_size": cfg.get("image_size"), "seed": rec.get("seed"),
                      "category": rec.get("category"), "precision": cfg.get("precision", "fp32"),
-                     "image_auroc": rec["metrics"].get("image_auroc")})
+                     "build": build_label(cfg), "image_auroc": rec["metrics"].get("image_auroc")})
     return rows
 
 
@@ -75,8 +89,8 @@ def _ablation_rows(root: Path) -> list[dict[str, Any]]:
         folder = path.relative_to(root).parts[0]
         for rec in data["records"]:
             cfg = rec.get("config", {})
-            if any(cfg.get(k) != v for k, v in BASELINE.items()):
-                continue
+            if any(cfg.get(k) != v for k, v in BASELINE.items()) or build_label(cfg) != EARLIER_BUILD:
+                continue  # a variant of a study, not the DS its variants are compared with
             key = (folder, cfg.get("dataset"), cfg.get("teacher"), cfg.get("epochs"), cfg.get("image_size"),
                    cfg.get("precision", "fp32"), rec.get("seed"))
             if key in seen:  # the same trained model serves as every study's baseline
@@ -86,7 +100,7 @@ def _ablation_rows(root: Path) -> list[dict[str, Any]]:
                          "data": cfg.get("dataset", "n/a"), "teacher": cfg.get("teacher", "n/a"),
                          "epochs": cfg.get("epochs"), "image_size": cfg.get("image_size"), "seed": rec.get("seed"),
                          "category": cfg.get("category"), "precision": cfg.get("precision", "fp32"),
-                         "image_auroc": rec.get("image_auroc")})
+                         "build": EARLIER_BUILD, "image_auroc": rec.get("image_auroc")})
     return rows
 
 
@@ -97,13 +111,14 @@ def recorded_runs(root: Optional[os.PathLike] = None) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in _reproduce_rows(root) + _ablation_rows(root):
         key = (r["folder"], r["what"], r["data"] if not r["category"] else r["data"].split(" (")[0], r["teacher"],
-               r["epochs"], r["image_size"], r["precision"])
+               r["epochs"], r["image_size"], r["precision"], r["build"])
         groups.setdefault(key, []).append(r)
     runs = []
-    for (folder, what, data, teacher, epochs, size, precision), rows in groups.items():
+    for (folder, what, data, teacher, epochs, size, precision, build), rows in groups.items():
         values = [r["image_auroc"] for r in rows if r["image_auroc"] is not None]
         runs.append({"folder": folder, "what": what, "data": data, "teacher": teacher, "epochs": epochs,
-                     "image_size": size, "precision": precision, "seeds": sorted({r["seed"] for r in rows}, key=str),
+                     "image_size": size, "precision": precision, "build": build,
+                     "seeds": sorted({r["seed"] for r in rows}, key=str),
                      "categories": len({r["category"] for r in rows}),
                      "image_auroc": float(np.mean(values)) if values else None,
                      # the sample standard deviation, as the tables of dskd.reproduce and dskd.ablation
@@ -122,22 +137,24 @@ def runs_markdown(root: Optional[os.PathLike] = None, *, base: str = "../noteboo
     """The table of :func:`recorded_runs` as Markdown, with the chapters' live runs as its last row."""
     root = Path(root) if root is not None else results_root()
     runs = recorded_runs(root)
-    lines = ["| data | teacher | epochs | image size | precision | seeds | DS image AUROC | written by | "
-             "results/ folder | used in chapters |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| data | teacher | epochs | image size | precision | build | seeds | DS image AUROC | written by | "
+             "results/ folder | used in chapters |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in runs:
         auroc = "n/a" if r["image_auroc"] is None else f"{100 * r['image_auroc']:.1f}"
         if r["image_auroc_std"] is not None:
             auroc += f" ± {100 * r['image_auroc_std']:.1f}"
         seeds = ", ".join(map(str, r["seeds"])) + (f" ({r['categories']} categories)" if r["categories"] > 1 else "")
         size = f"{r['image_size']} x {r['image_size']}" if r["image_size"] else "n/a"
-        lines.append(f"| {r['data']} | `{r['teacher']}` | {r['epochs']} | {size} | {r['precision']} | {seeds} | "
+        lines.append(f"| {r['data']} | `{r['teacher']}` | {r['epochs']} | {size} | {r['precision']} | {r['build']} | "
+                     f"{seeds} | "
                      f"**{auroc}** | "
                      f"{r['what']} | `{r['folder']}/` | {', '.join(chapter_link(c, base) for c in r['where'])} |")
     quick = TrainConfig.quick()
     lines.append(f"| synthetic ({quick.category}; {LIVE_STUDY_CATEGORY} in chapters 8 and 10-13), generated | "
                  f"`{teacher_in_use()}` (`$DSKD_TEACHER`) | "
                  f"{quick.epochs} by default, fewer where a chapter says | {quick.image_size} x {quick.image_size} | "
-                 f"auto (bf16 where native) | "
+                 f"auto (bf16 where native) | {build_label(quick.to_dict())} | "
                  f"0 | printed by each chapter | the chapter itself, live (`TrainConfig.quick()`) | none | 3-13 |")
     return "\n".join(lines)
 
@@ -148,15 +165,20 @@ def runs_summary(root: Optional[os.PathLike] = None) -> str:
             and r["teacher"] != "random"]
     if not runs:
         return "No MT Defects run is recorded yet, so every number of ours in the book comes from a live run."
+    builds = sorted({r["build"] for r in runs})
     parts = [f"**{100 * r['image_auroc']:.1f}** after {r['epochs']} epochs ({len(r['seeds'])} seed"
-             f"{'s' if len(r['seeds']) > 1 else ''}, {r['precision']}, `{r['folder']}/`)"
-             for r in sorted(runs, key=lambda r: (r["epochs"], r["precision"] != "fp32"))]
+             f"{'s' if len(r['seeds']) > 1 else ''}, {r['precision']}"
+             + (f", {r['build']}" if len(builds) > 1 else "") + f", `{r['folder']}/`)"
+             for r in sorted(runs, key=lambda r: (r["epochs"], r["build"] != EARLIER_BUILD, r["precision"] != "fp32"))]
     teachers = sorted({r["teacher"] for r in runs})
-    return (f"The same DS model on MT Defects, with the `{'`, `'.join(teachers)}` teacher at "
+    why = ("the training budget differs" if len(builds) == 1 else
+           "the training budget differs, and the build: *" + "* and *".join(builds) + "* (the DFE's input, then "
+           "whether l_d also trains S_e; chapters 11 and 13 say which the default builds and why)")
+    return (f"DS on MT Defects, with the `{'`, `'.join(teachers)}` teacher at "
             f"{'/'.join(sorted({str(r['image_size']) for r in runs}))} px, scores image AUROC "
             + ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
-            + ". The numbers differ because the training budget differs, not the model: each chapter quotes the "
-            "row it reads, and the paper's 200 epochs with an ImageNet teacher are beyond all of them.")
+            + f". The numbers differ because {why}: each chapter quotes the row it reads, and the paper's 200 "
+            "epochs with an ImageNet teacher are beyond all of them.")
 
 
 def chapters_using(folder: str) -> Sequence[str]:

@@ -30,8 +30,8 @@ from .jobs import (
     save_figures, split_description,
 )
 from .pool import reproduce, run_jobs
-from .report import (format_percent, paper_gaps, precision_comparison, precision_comparison_markdown, redraw_examples,
-                     run_rows, runs_markdown)
+from .report import (format_percent, paper_gaps, redraw_examples, run_rows, runs_markdown, seed_comparison,
+                     seed_comparison_markdown)
 from .tables import build_tables, collect_results, table_markdown, write_tables
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "RESULT_SCHEMA", "Job", "ResultConflictError", "carry_curve", "deviations", "ensure_data", "job_state",
     "make_jobs", "paper_config", "parse_categories", "parse_devices", "read_curve", "read_result",
     "reproduce_command", "result_path", "run_folder", "run_job", "save_figures", "split_description", "reproduce",
-    "run_jobs", "format_percent", "paper_gaps", "precision_comparison", "precision_comparison_markdown", "redraw_examples", "run_rows", "runs_markdown", "build_tables",
+    "run_jobs", "format_percent", "paper_gaps", "seed_comparison", "seed_comparison_markdown", "redraw_examples",
+    "run_rows", "runs_markdown", "build_tables",
     "collect_results", "table_markdown", "write_tables",
 ]

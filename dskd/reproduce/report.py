@@ -170,11 +170,12 @@ def redraw_examples(record: dict[str, Any], *, base: Optional[PathLike] = None, 
             "indices": indices}
 
 
-def precision_comparison(records_a: Sequence[dict[str, Any]], records_b: Sequence[dict[str, Any]], *,
+def seed_comparison(records_a: Sequence[dict[str, Any]], records_b: Sequence[dict[str, Any]], *,
                          labels: tuple[str, str] = ("fp32", "bf16")) -> dict[str, Any]:
-    """The same runs trained in two precisions, metric by metric: each side's mean and seed standard deviation
-    (percent) and whether the difference of the means lies within the seed spread (at most the larger of the
-    two standard deviations). ``records_a`` / ``records_b``: result records of :func:`dskd.reproduce.run_job`.
+    """The same seeds trained two ways (two precisions, two builds), metric by metric: each side's mean and
+    seed standard deviation (percent) and whether the difference of the means lies within the seed spread (at
+    most the larger of the two standard deviations). ``records_a`` / ``records_b``: result records of
+    :func:`dskd.reproduce.run_job`; ``labels`` name the two sides.
     """
     rows = []
     for m in METRICS:
@@ -193,8 +194,8 @@ def precision_comparison(records_a: Sequence[dict[str, Any]], records_b: Sequenc
             "seeds": {labels[0]: sorted(r["seed"] for r in records_a), labels[1]: sorted(r["seed"] for r in records_b)}}
 
 
-def precision_comparison_markdown(comparison: dict[str, Any]) -> str:
-    """:func:`precision_comparison` as a Markdown table with one sentence that says what it shows."""
+def seed_comparison_markdown(comparison: dict[str, Any]) -> str:
+    """:func:`seed_comparison` as a Markdown table with one sentence that says what it shows."""
     a, b = comparison["labels"]
     names = {"image_auroc": "Image AUROC", "pixel_auroc": "Pixel AUROC", "pro": "PRO"}
     lines = [f"| Metric (%) | {a} | {b} | {b} − {a} | seed spread | within |", "| --- | --- | --- | --- | --- | --- |"]
