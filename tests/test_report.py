@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dskd.config import TrainConfig
 from dskd.report import runs as runs_report
 from dskd.report import teacher as teacher_report
 from dskd.report.results import ResultsReport, command_out_dir
@@ -105,14 +106,22 @@ def test_the_runs_of_the_repository_explain_its_mt_defects_numbers():
     offline = {(r["folder"], r["epochs"]): r for r in runs if r["data"] == "mt-defects"
                and r["teacher"] == "offline-pretrained"}
     assert round(100 * offline[("ablations", 5)]["image_auroc"], 1) == 71.5
-    assert round(100 * offline[("mt-defects", 40)]["image_auroc"], 1) == 90.7
+    assert round(100 * offline[("mt-defects-fp32", 40)]["image_auroc"], 1) == 90.7
     assert round(100 * offline[("mt-defects-100-epochs", 100)]["image_auroc"], 1) == 96.7
-    assert offline[("mt-defects", 40)]["seeds"] == [0, 1, 2] and offline[("mt-defects-100-epochs", 100)]["seeds"] == [0]
+    assert offline[("mt-defects-fp32", 40)]["seeds"] == [0, 1, 2]
+    assert offline[("mt-defects-100-epochs", 100)]["seeds"] == [0]
+    assert offline[("mt-defects", 40)]["seeds"] == [0, 1, 2] and offline[("mt-defects", 40)]["build"] == \
+        runs_report.build_label(TrainConfig().to_dict()) == "normalized, separate"
     summary = runs_report.runs_summary(REPO / "results")
     assert "**71.5** after 5 epochs" in summary and "**96.7** after 100 epochs (1 seed" in summary
+    assert "bf16, normalized, separate, `mt-defects/`" in summary and "and the build: *normalized, separate*" in summary
     table = runs_report.runs_markdown(REPO / "results")
-    assert "| mt-defects | `offline-pretrained` | 40 | 128 x 128 | fp32 | 0, 1, 2 | **90.7 ± 2.0** |" in table
-    assert "| mt-defects | `offline-pretrained` | 40 | 128 x 128 | bf16 | 0, 1, 2 | **91.7 ± 3.6** |" in table
+    assert "| mt-defects | `offline-pretrained` | 40 | 128 x 128 | fp32 | raw, joint | 0, 1, 2 | **90.7 ± 2.0** |" in table
+    assert "| mt-defects | `offline-pretrained` | 40 | 128 x 128 | bf16 | raw, joint | 0, 1, 2 | **91.7 ± 3.6** |" in table
+    # the seed continued to 100 epochs is the earlier build's: chapter 15 says which run it continued
+    report = ResultsReport.read(REPO / "results")
+    assert "(this seed's run of the earlier build, *raw, joint*, in `results/mt-defects-fp32/`, whose checkpoint it " \
+        "continued)" in report.longer_budget(report.longer_records()[0])
     assert "[15](../notebooks/15_results.ipynb)" in table and "[10](../notebooks/10_ablation_architecture.ipynb)" in table
 
 

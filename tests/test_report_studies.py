@@ -127,8 +127,11 @@ def test_a_build_choice_is_decided_by_three_seeds_then_by_the_paper_s_text():
     # three seeds within the spread: the paper's text decides (Algorithm 2 embeds the normalised features)
     tie = build_verdict(_build_study("dfe-input", {"raw": [0.90, 0.95, 0.85], "normalized": [0.91, 0.93, 0.88]}))
     assert (tie.variant, tie.by, tie.agrees) == ("normalized", "the paper's text", True)
-    assert "the records cannot choose, so the paper's text does: *normalized*. The default builds it." \
+    assert "the records cannot choose, so the paper's text does: *normalized*. The default builds it; runs recorded " \
+        "before it changed built *raw*, and Table 5 was recorded again with the new build (chapter 15)." \
         in studies.build_verdict_markdown(tie)
+    kept = build_verdict(_build_study("dfe-blocks", {"1 block": [0.90, 0.91, 0.89], "2 blocks": [0.90, 0.60, 0.88]}))
+    assert studies.build_verdict_markdown(kept).endswith("the paper's text does: *1 block*. The default builds it.")
     # the rule is stated once a chapter: later build choices refer to it
     assert "The rule, set before the three-seed records came in" in studies.build_verdict_markdown(tie)
     short = studies.build_verdict_markdown(tie, with_rule=False)

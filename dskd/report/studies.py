@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..ablation import (BUILD_CHOICES, VERDICT_SEEDS, BuildVerdict, StudyResults, ablate_command, build_verdict,
-                        load_study, order_by)
+                        default_variant, load_study, order_by)
+from ..config import LEGACY_VALUES, TrainConfig
 from ..results import results_path, shown_path
 
 #: where the 40-epoch studies live (under results/), and how they are trained
@@ -98,6 +99,10 @@ def build_verdict_markdown(verdict: BuildVerdict, *, with_rule: bool = True) -> 
         why = (f"{lead}with {verdict.n_seeds} seeds, the gap ({gap:.3f}) is within the spread ({verdict.spread:.3f}): "
                f"the records cannot choose, so the paper's text does: *{verdict.variant}*.")
     if verdict.agrees:
+        earlier = default_variant(verdict.study, TrainConfig(**{reading.option: LEGACY_VALUES[reading.option]}))
+        if earlier != verdict.variant:
+            return head + why + (f" The default builds it; runs recorded before it changed built *{earlier}*, and "
+                                 f"Table 5 was recorded again with the new build (chapter 15).")
         return head + why + " The default builds it."
     return head + why + (f" The default still builds *{verdict.package_variant}*: it changes together with Table 5, "
                          f"re-recorded with the new build (chapter 15).")
