@@ -114,7 +114,7 @@ def test_the_runs_of_the_repository_explain_its_mt_defects_numbers():
         runs_report.build_label(TrainConfig().to_dict()) == "normalized, separate"
     summary = runs_report.runs_summary(REPO / "results")
     assert "**71.5** after 5 epochs" in summary and "**96.7** after 100 epochs (1 seed" in summary
-    assert "bf16, normalized, separate, `mt-defects/`" in summary and "and the build: *normalized, separate*" in summary
+    assert "bf16, normalized, separate, `mt-defects/`" in summary and "and so does the build (*raw, joint* before the default changed, *normalized, separate* since" in summary
     table = runs_report.runs_markdown(REPO / "results")
     assert "| mt-defects | `offline-pretrained` | 40 | 128 x 128 | fp32 | raw, joint | 0, 1, 2 | **90.7 ± 2.0** |" in table
     assert "| mt-defects | `offline-pretrained` | 40 | 128 x 128 | bf16 | raw, joint | 0, 1, 2 | **91.7 ± 3.6** |" in table
@@ -219,7 +219,7 @@ def test_what_moved_when_table_5_was_re_recorded_with_another_build(fake_results
     m = now[1]
     assert (f"| 1 | {100 * m['image_auroc'] - 10:.1f} → {100 * m['image_auroc']:.1f} (+10.0) | "
             f"{100 * m['pixel_auroc']:.1f} → {100 * m['pixel_auroc']:.1f} (+0.0) |") in text
-    assert "| Metric (%) | raw, joint | normalized, separate |" in text
+    assert "| Metric (%) | raw, joint | normalized, separate | change | seed spread | within |" in text
     # Table 5 itself of the earlier build, the default another: the chapter says Table 5 is due again
     shutil.rmtree(root / "mt-defects")
     shutil.copytree(earlier, root / "mt-defects")

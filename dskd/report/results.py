@@ -166,7 +166,7 @@ class ResultsReport:
             cells = [f"{100 * b['metrics'][m]:.1f} → {100 * r['metrics'][m]:.1f} "
                      f"({100 * (r['metrics'][m] - b['metrics'][m]):+.1f})" for m in METRIC]
             text += f"| {r['seed']} | " + " | ".join(cells) + " |\n"
-        text += "\n" + seed_comparison_markdown(seed_comparison(before, now, labels=(old, default)))
+        text += "\n" + seed_comparison_markdown(seed_comparison(before, now, labels=(old, default)), difference="change")
         others = [f"`results/{f}/` ({TrainConfig.from_dict(recs[0]['config']).precision}, {len(recs)} seeds): image "
                   f"AUROC {100 * np.mean([r['metrics']['image_auroc'] for r in recs]):.1f}"
                   for f, recs in earlier.items() if f != folder]

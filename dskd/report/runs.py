@@ -171,9 +171,10 @@ def runs_summary(root: Optional[os.PathLike] = None) -> str:
              + (f", {r['build']}" if len(builds) > 1 else "") + f", `{r['folder']}/`)"
              for r in sorted(runs, key=lambda r: (r["epochs"], r["build"] != EARLIER_BUILD, r["precision"] != "fp32"))]
     teachers = sorted({r["teacher"] for r in runs})
-    why = ("the training budget differs" if len(builds) == 1 else
-           "the training budget differs, and the build: *" + "* and *".join(builds) + "* (the DFE's input, then "
-           "whether l_d also trains S_e; chapters 11 and 13 say which the default builds and why)")
+    later = [b for b in builds if b != EARLIER_BUILD]
+    why = ("the training budget differs" if not later else
+           f"the training budget differs, and so does the build (*{EARLIER_BUILD}* before the default changed, "
+           f"*{'*, *'.join(later)}* since; chapters 11 and 13 say why)")
     return (f"DS on MT Defects, with the `{'`, `'.join(teachers)}` teacher at "
             f"{'/'.join(sorted({str(r['image_size']) for r in runs}))} px, scores image AUROC "
             + ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]

@@ -194,11 +194,13 @@ def seed_comparison(records_a: Sequence[dict[str, Any]], records_b: Sequence[dic
             "seeds": {labels[0]: sorted(r["seed"] for r in records_a), labels[1]: sorted(r["seed"] for r in records_b)}}
 
 
-def seed_comparison_markdown(comparison: dict[str, Any]) -> str:
-    """:func:`seed_comparison` as a Markdown table with one sentence that says what it shows."""
+def seed_comparison_markdown(comparison: dict[str, Any], *, difference: Optional[str] = None) -> str:
+    """:func:`seed_comparison` as a Markdown table with one sentence that says what it shows; ``difference``
+    heads the column of differences (default '<b> − <a>')."""
     a, b = comparison["labels"]
     names = {"image_auroc": "Image AUROC", "pixel_auroc": "Pixel AUROC", "pro": "PRO"}
-    lines = [f"| Metric (%) | {a} | {b} | {b} − {a} | seed spread | within |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = [f"| Metric (%) | {a} | {b} | {difference or f'{b} − {a}'} | seed spread | within |",
+             "| --- | --- | --- | --- | --- | --- |"]
 
     def spread_text(value: Optional[float]) -> str:
         return "n/a" if value is None else f"{value:.1f}"
