@@ -177,6 +177,8 @@ def run_study(
 ) -> dict[str, Any]:
     """Train (or load) and evaluate every (variant, seed); write and return the results file."""
     chosen = study_variants(study, variants)
+    if write:
+        _check_same_build(results_path(out_dir, base, study), base, chosen)
     new_records = []
     examples: dict[str, dict[str, Any]] = {}
     for seed in seeds:
@@ -218,6 +220,20 @@ def run_study(
             if examples:
                 data["examples_path"] = str(save_examples(examples_path(path), examples, test_set))
     return data
+
+
+def _check_same_build(path: Path, base: TrainConfig, chosen: Sequence[Variant]) -> None:
+    """Refuse, before any training, to add runs of one build to a variant recorded with another: the study
+    would average two models under one name (the default build changed after some studies were recorded)."""
+    recorded = load_results(path)["records"]
+    for variant in chosen:
+        want = base.replace(**variant.train).build_label()
+        other = sorted({TrainConfig.from_dict(r["config"]).build_label() for r in recorded
+                        if r["variant"] == variant.name} - {want})
+        if other:
+            raise ValueError(f"{str(path)!r} holds {variant.name!r} runs of the build {other[0]!r}, and these would "
+                             f"build {want!r}: the study would average the two. Name the recorded build with "
+                             f"--dfe-input, --[no-]detach-decoder-input and --dfe-blocks, or choose another --out-dir")
 
 
 @contextmanager

@@ -38,10 +38,12 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-dfe", action="store_true", help="replace the deep feature embedding (Table 8)")
     p.add_argument("--dfe-blocks", type=int, choices=(1, 2),
                    help="residual blocks in the DFE: 1 (Fig. 4, default) or 2 (RD4AD's bottleneck)")
-    p.add_argument("--dfe-input", choices=("raw", "normalized"),
-                   help="what the DFE embeds: S_e's raw features (default) or l2-normalised ones (Alg. 2, line 7)")
-    p.add_argument("--detach-decoder-input", action="store_true",
-                   help="l_d trains the DFE and S_d only, not S_e (the two distillations apart)")
+    p.add_argument("--dfe-input", choices=("normalized", "raw"),
+                   help="what the DFE embeds: S_e's l2-normalised features (Alg. 2, line 7; default) or raw ones "
+                        "(the build of runs recorded before the default changed)")
+    p.add_argument("--detach-decoder-input", action=argparse.BooleanOptionalAction, default=None,
+                   help="l_d trains the DFE and S_d only, not S_e: the two distillations apart (default); "
+                        "--no-detach-decoder-input lets l_d train S_e too, as runs recorded before the default changed")
     p.add_argument("--teacher", help="'imagenet' (default, needs internet once), 'offline-pretrained' (shipped, no ImageNet), "
                                      "'random', or a state-dict path; "
                                      "default $DSKD_TEACHER or imagenet")
@@ -77,8 +79,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         overrides["dfe_blocks"] = args.dfe_blocks
     if args.dfe_input is not None:
         overrides["dfe_input"] = args.dfe_input
-    if args.detach_decoder_input:
-        overrides["detach_decoder_input"] = True
+    if args.detach_decoder_input is not None:
+        overrides["detach_decoder_input"] = args.detach_decoder_input
     if args.preset == "paper":
         dataset = overrides.pop("dataset", None)
         if dataset is None:

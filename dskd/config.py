@@ -166,6 +166,13 @@ class TrainConfig:
         return {"structure": self.structure, "use_dfe": self.use_dfe, "dfe_blocks": self.dfe_blocks,
                 "dfe_input": self.dfe_input, "detach_decoder_input": self.detach_decoder_input}
 
+    def build_label(self) -> str:
+        """The readings of the paper's implicit build this config trains (chapters 11 and 13), short:
+        'normalized, separate' (the default), 'raw, joint' (the build before, l_d through S_e), with ', 2 DFE
+        blocks' where the DFE has two."""
+        label = f"{self.dfe_input}, {'separate' if self.detach_decoder_input else 'joint'}"
+        return label + (f", {self.dfe_blocks} DFE blocks" if self.dfe_blocks != 1 else "")
+
     def inference(self) -> InferenceSettings:
         """How this run's maps are made (Eq. 8-10): its sigma, layers, lambda and normalisation."""
         return InferenceSettings.of(self)

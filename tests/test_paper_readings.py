@@ -119,3 +119,35 @@ def test_the_readings_act_on_s_e_only_where_it_feeds_the_dfe():
     joint = DSKD("E-D", teacher_weights=None, detach_decoder_input=False).train()
     dskd_loss(joint.loss_pairs(joint(x)), 0.1, "unit", "pixel").backward()
     torch.testing.assert_close(grad_through_dfe, next(joint.encoder.parameters()).grad)
+
+
+def test_the_cli_selects_either_reading_of_each_choice():
+    from dskd.cli_args import Parser, add_config_arguments, config_from_args
+
+    p = Parser(prog="dskd train")
+    add_config_arguments(p)
+    default = config_from_args(p.parse_args([]))
+    assert (default.dfe_input, default.detach_decoder_input) == ("normalized", True)
+    earlier = config_from_args(p.parse_args(["--dfe-input", "raw", "--no-detach-decoder-input", "--dfe-blocks", "2"]))
+    assert (earlier.dfe_input, earlier.detach_decoder_input, earlier.dfe_blocks) == ("raw", False, 2)
+    assert config_from_args(p.parse_args(["--detach-decoder-input"])).detach_decoder_input is True
+
+
+def test_a_study_refuses_to_mix_two_builds_under_one_variant(tmp_path):
+    """A study file recorded with the earlier build (raw, joint) is not extended with runs of today's default:
+    one clear error, before anything trains; naming the recorded build extends it."""
+    import json
+
+    from dskd.ablation import results_path
+
+    base = TrainConfig.quick(teacher="random", epochs=1, n_train=8, n_test=4)
+    earlier = base.replace(dfe_input="raw", detach_decoder_input=False)
+    path = results_path(tmp_path, base, "dfe")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    legacy = {k: v for k, v in earlier.to_dict().items() if k not in ("dfe_input", "detach_decoder_input")}
+    path.write_text(json.dumps({"schema": 1, "study": "dfe", "records": [
+        {"variant": "with DFE", "seed": 0, "run_key": run_key(earlier), "config": legacy}]}))
+    with pytest.raises(ValueError, match=r"holds 'with DFE' runs of the build 'raw, joint', and these would build "
+                                         r"'normalized, separate'.*--\[no-\]detach-decoder-input"):
+        run_study("dfe", base, variants=["with DFE"], seeds=(1,), out_dir=tmp_path, progress=False)
+    assert json.loads(path.read_text())["records"][0]["seed"] == 0  # nothing written

@@ -40,12 +40,9 @@ PAGE = "book/runs_in_this_book"
 
 
 def build_label(config: dict[str, Any]) -> str:
-    """The readings of the paper's implicit build a recorded config trained (chapters 11 and 13), short:
-    'normalized, separate' (today's default), 'raw, joint' (the build before, l_d through S_e), with
-    ', 2 DFE blocks' where the DFE had two. A config written before the options existed reads as that build."""
-    cfg = TrainConfig.from_dict(config)
-    label = f"{cfg.dfe_input}, {'separate' if cfg.detach_decoder_input else 'joint'}"
-    return label + (f", {cfg.dfe_blocks} DFE blocks" if cfg.dfe_blocks != 1 else "")
+    """:meth:`TrainConfig.build_label` of a recorded config (one written before the options existed reads
+    as the build of that time, 'raw, joint')."""
+    return TrainConfig.from_dict(config).build_label()
 
 
 #: the build of the studies' DS baseline and of every run recorded before the readings became options
