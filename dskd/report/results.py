@@ -166,7 +166,16 @@ class ResultsReport:
             cells = [f"{100 * b['metrics'][m]:.1f} → {100 * r['metrics'][m]:.1f} "
                      f"({100 * (r['metrics'][m] - b['metrics'][m]):+.1f})" for m in METRIC]
             text += f"| {r['seed']} | " + " | ".join(cells) + " |\n"
-        text += "\n" + seed_comparison_markdown(seed_comparison(before, now, labels=(old, default)), difference="change")
+        comparison = seed_comparison(before, now, labels=(old, default))
+        text += "\n" + seed_comparison_markdown(comparison, difference="change")
+        paired = [(by_seed[r["seed"]]["metrics"]["image_auroc"], r["metrics"]["image_auroc"], r["seed"])
+                  for r in now if r["seed"] in by_seed]
+        row = next(r for r in comparison["rows"] if r["metric"] == "image_auroc")
+        if len(paired) > 1 and row[f"{old}_std"] is not None and row[f"{default}_std"] is not None:
+            low = min(paired)
+            text += (f" Image AUROC moved by {100 * (low[1] - low[0]):+.1f} points on the seed the earlier build "
+                     f"scored lowest (seed {low[2]}), and its spread over seeds went from {row[f'{old}_std']:.1f} "
+                     f"to {row[f'{default}_std']:.1f} points.")
         others = [f"`results/{f}/` ({TrainConfig.from_dict(recs[0]['config']).precision}, {len(recs)} seeds): image "
                   f"AUROC {100 * np.mean([r['metrics']['image_auroc'] for r in recs]):.1f}"
                   for f, recs in earlier.items() if f != folder]
