@@ -59,7 +59,7 @@ class TrainConfig:
     n_train: Optional[int] = None  # synthetic data only: images in the train split
     n_test: Optional[int] = None  # synthetic data only: images in the test split
     #: readings of the paper where it is implicit (chapter 5; :class:`dskd.models.Students`), chosen by
-    #: three-seed studies and the paper's text (:func:`dskd.ablation.build_verdict`): one DFE block (Sec.
+    #: three-seed studies and the paper's text (:func:`dskd.build_choices.build_verdict`): one DFE block (Sec.
     #: 3.2), the normalised S_e features into the DFE (Algorithm 2, line 7), l_d kept from S_e (Sec. 1)
     dfe_blocks: int = 1
     dfe_input: str = "normalized"

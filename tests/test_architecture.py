@@ -23,7 +23,8 @@ LAYERS: dict[str, int] = {
     # training and evaluation
     **{m: 1 for m in ("training", "strategies", "evaluation", "speed", "export", "diagnostics")},
     # experiments
-    **{m: 2 for m in ("reproduce", "ablation", "profiling", "teacher_study", "pretrain", "paper_build", "baselines")},
+    **{m: 2 for m in ("reproduce", "ablation", "profiling", "teacher_study", "pretrain", "paper_build", "baselines",
+                      "build_choices")},
     # what a reader or a user runs: the CLI, the chapters' report writers and explorers
     **{m: 3 for m in ("cli", "cli_args", "cli_experiments", "__main__", "report", "widgets", "student_copies")},
 }

@@ -105,7 +105,7 @@ def _build_study(study: str, aurocs: dict[str, list[float]]):
 
 
 def test_a_build_choice_is_decided_by_three_seeds_then_by_the_paper_s_text():
-    from dskd.ablation import build_verdict, default_variant
+    from dskd.build_choices import build_verdict, default_variant
     from dskd.config import TrainConfig
 
     assert default_variant("dfe-input") == "normalized" and default_variant("dfe-blocks") == "1 block"
@@ -143,7 +143,7 @@ def test_a_build_choice_is_decided_by_three_seeds_then_by_the_paper_s_text():
 def test_the_package_defaults_build_what_the_recorded_verdicts_chose():
     """Once a build-choice study holds three seeds, TrainConfig's default must follow its verdict (and
     Table 5 be re-recorded with it): this fails the moment the records decide against the default."""
-    from dskd.ablation import BUILD_CHOICES, build_verdict
+    from dskd.build_choices import BUILD_CHOICES, build_verdict
 
     for study in BUILD_CHOICES:
         verdict = build_verdict(studies.longer_budget_study(study))

@@ -59,7 +59,7 @@ class Students(nn.Module):
     it has a meaning: the normalisation on S_e's features (DS, E-D; T-D embeds the teacher's raw pyramid, as
     RD4AD does), the detach in DS only (E-D has no l_e that would train S_e without l_d). The defaults
     (one block, normalised, separate) are what the three-seed studies and the paper's text chose
-    (:func:`dskd.ablation.build_verdict`); runs recorded before these options existed built 1 block, raw,
+    (:func:`dskd.build_choices.build_verdict`); runs recorded before these options existed built 1 block, raw,
     l_d through S_e.
 
     ``forward(x, teacher_features)`` returns ``(encoder pyramid, decoder pyramid)`` (``None`` where the

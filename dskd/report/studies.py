@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from ..ablation import (BUILD_CHOICES, VERDICT_SEEDS, BuildVerdict, StudyResults, ablate_command, build_verdict,
-                        default_variant, load_study, order_by)
+from ..ablation import StudyResults, ablate_command, load_study, order_by
+from ..build_choices import BUILD_CHOICES, VERDICT_SEEDS, BuildVerdict, build_verdict, default_variant
 from ..config import LEGACY_VALUES, TrainConfig
 from ..results import results_path, shown_path
 
