@@ -193,4 +193,10 @@ def test_batchnorm_checks_of_a_study_are_told_run_by_run(tmp_path):
     assert ("the largest drift is in `students.decoder.layer2.0.bn2`, whose input varies 2,947 times as much as "
             "its running variance says") in two
     assert "image AUROC 0.451 -> 0.695, pixel AUROC 0.500 -> 0.600." in two
+    assert "No drift" not in one + two  # drift (two), or no drift and no help from recomputing (one)
     assert "*x*" not in text  # another study's check is not told here
+    # no drift, and recomputed statistics still lift it: said so
+    (tmp_path / "batchnorm_dfe-blocks_2-blocks_seed0.json").write_text(
+        json.dumps(check("2 blocks", 0.39, "students.embedding.down2.1", 0.96, 0.616, 0.852)))
+    assert "No drift, so this is not a network that differs from the one trained; yet the recomputed statistics " \
+        "lift it" in studies.batchnorm_check_markdown("dfe-blocks", tmp_path)
