@@ -138,7 +138,7 @@ class ResultsReport:
         now = self.mt_records()
         if not now:
             return ""
-        default = build_label(TrainConfig().to_dict())
+        default = TrainConfig().build_label()
         builds = sorted({build_label(r["config"]) for r in now})
         if builds != [default]:
             return (f"Table 5 holds runs of the build *{'*, *'.join(builds)}*, and the package's default now builds "

@@ -151,7 +151,7 @@ def runs_markdown(root: Optional[os.PathLike] = None, *, base: str = "../noteboo
     lines.append(f"| synthetic ({quick.category}; {LIVE_STUDY_CATEGORY} in chapters 8 and 10-13), generated | "
                  f"`{teacher_in_use()}` (`$DSKD_TEACHER`) | "
                  f"{quick.epochs} by default, fewer where a chapter says | {quick.image_size} x {quick.image_size} | "
-                 f"auto (bf16 where native) | {build_label(quick.to_dict())} | "
+                 f"auto (bf16 where native) | {quick.build_label()} | "
                  f"0 | printed by each chapter | the chapter itself, live (`TrainConfig.quick()`) | none | 3-13 |")
     return "\n".join(lines)
 
